@@ -1,0 +1,65 @@
+"""Clocks. The session reads time only through a Clock, so tests run a 20-minute visit in milliseconds."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Session time in seconds since the clock started."""
+
+    speed: float
+
+    def now(self) -> float:
+        """Return session seconds since start."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Let `seconds` of session time pass."""
+        ...
+
+
+class RealClock:
+    """Wall time scaled by `speed` (1.0 for a real visit; >1 compresses a simulated visit)."""
+
+    def __init__(self, speed: float = 1.0) -> None:
+        if speed <= 0:
+            raise ValueError(f"speed must be > 0, got {speed}")
+        self.speed = float(speed)
+        self._t0 = time.perf_counter()
+
+    def now(self) -> float:
+        """Return session seconds since start."""
+        return (time.perf_counter() - self._t0) * self.speed
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep `seconds` of session time (seconds / speed of wall time)."""
+        if seconds > 0:
+            time.sleep(seconds / self.speed)
+
+
+class VirtualClock:
+    """A clock that only moves when someone sleeps on it: instant, deterministic tests."""
+
+    speed = float("inf")
+
+    def __init__(self, start: float = 0.0) -> None:
+        self._t = float(start)
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        """Return the current virtual time."""
+        with self._lock:
+            return self._t
+
+    def sleep(self, seconds: float) -> None:
+        """Advance virtual time by `seconds` at once."""
+        if seconds > 0:
+            with self._lock:
+                self._t += seconds
+
+    def advance(self, seconds: float) -> None:
+        """Advance virtual time (alias of sleep, for readability in tests)."""
+        self.sleep(seconds)

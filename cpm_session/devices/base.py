@@ -1,0 +1,140 @@
+"""The interfaces every thermode, bath and algometer implements, real or simulated.
+
+Units are in the names: `_c` degrees Celsius, `_s` seconds, `_kpa` kilopascal. Limits are enforced
+before anything is written to a device.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+ABSOLUTE_MAX_C = 50.0
+"""No thermode target may ever exceed this, whatever a protocol or station says."""
+
+ABSOLUTE_MIN_C = 0.0
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What a device says about itself at connect."""
+
+    role: str
+    model: str
+    port: str
+    identity: str
+    firmware: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ThermodeReading:
+    """One temperature sample: neutral set-point and the five zone temperatures, at session time `t`."""
+
+    t: float
+    neutral_c: float
+    zones_c: tuple[float, ...]
+
+    @property
+    def mean_c(self) -> float:
+        """Return the mean of the zone temperatures."""
+        return sum(self.zones_c) / len(self.zones_c)
+
+
+class Device(ABC):
+    """Common part of every device."""
+
+    role: str = "?"
+    model: str = "?"
+    port: str = "?"
+
+    @abstractmethod
+    def connect(self) -> DeviceInfo:
+        """Open the session with the device, configure it and return its identity."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Leave the device safe and release the port. Never raises."""
+
+
+class Thermode(Device):
+    """A contact heat thermode whose stimuli are timed by the device itself."""
+
+    role = "thermode"
+
+    def __init__(self, cap_c: float, neutral_c: float) -> None:
+        check_cap(cap_c)
+        self.cap_c = float(cap_c)
+        self.neutral_c = float(neutral_c)
+
+    def check_target(self, target_c: float) -> None:
+        """Raise SafetyLimitError unless `target_c` is within [0, cap_c]."""
+        from cpm_session.errors import SafetyLimitError
+
+        if not (ABSOLUTE_MIN_C <= target_c <= self.cap_c):
+            raise SafetyLimitError(
+                f"{self.role} on {self.port}: target {target_c:.1f} °C refused, cap is {self.cap_c:.1f} °C")
+
+    @abstractmethod
+    def stimulate(self, target_c: float, rise_c_per_s: float, return_c_per_s: float, duration_s: float) -> None:
+        """Set every stimulus parameter on the device and launch it; return once the launch is sent.
+
+        `duration_s` counts from launch (rise plus plateau); the device returns to neutral on its own.
+        Raises SafetyLimitError (nothing sent) if `target_c` is above the cap.
+        """
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Return to neutral at once, even while another command is in flight."""
+
+    @abstractmethod
+    def read(self) -> ThermodeReading:
+        """Return the latest temperature reading."""
+
+    def error_status(self) -> str:
+        """Return the device's error status text ('' when fine)."""
+        return ""
+
+
+class Bath(Device):
+    """A cold-water bath (circulator or plain thermometer)."""
+
+    role = "bath"
+
+    @abstractmethod
+    def read_c(self) -> float:
+        """Return the actual bath temperature."""
+
+    def setpoint_c(self) -> float | None:
+        """Return the set point, or None for a read-only thermometer."""
+        return None
+
+
+class Algometer(Device):
+    """A digital pressure algometer; forces are converted to kPa with the probe area."""
+
+    role = "algometer"
+
+    @abstractmethod
+    def read_kpa(self) -> float:
+        """Return the current pressure."""
+
+    @abstractmethod
+    def peak_kpa(self) -> float:
+        """Return the peak pressure since the last clear."""
+
+    @abstractmethod
+    def clear_peak(self) -> None:
+        """Reset the peak."""
+
+    @abstractmethod
+    def zero(self) -> None:
+        """Tare the gauge."""
+
+
+def check_cap(cap_c: float) -> None:
+    """Raise SafetyLimitError if a configured cap is above the absolute maximum."""
+    from cpm_session.errors import SafetyLimitError
+
+    if not (ABSOLUTE_MIN_C < cap_c <= ABSOLUTE_MAX_C):
+        raise SafetyLimitError(f"thermode cap {cap_c} °C is outside (0, {ABSOLUTE_MAX_C}] °C")

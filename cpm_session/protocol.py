@@ -1,0 +1,272 @@
+"""Protocol files: every duration, count, temperature, limit and screen text of a visit.
+
+`load_protocol(path)` reads a TOML file and validates it with pydantic. Any problem raises one
+ProtocolFileError naming the file, the key (dotted path), what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from cpm_session.datalog import file_sha256
+from cpm_session.devices.base import ABSOLUTE_MAX_C
+from cpm_session.errors import ProtocolFileError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+Pos = Field(gt=0)
+
+
+class Meta(_Strict):
+    name: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    description: str = ""
+    ts_modality: Literal["thermal", "pressure"]
+    visits: list[str] = Field(min_length=1)
+    baseline_visit: str
+
+    @model_validator(mode="after")
+    def _baseline_listed(self) -> "Meta":
+        if self.baseline_visit not in self.visits:
+            raise ValueError(f"baseline_visit '{self.baseline_visit}' must be one of visits {self.visits}")
+        return self
+
+
+class Safety(_Strict):
+    thermode_cap_c: float = Field(gt=0, le=ABSOLUTE_MAX_C)
+    neutral_c: float = Field(ge=20, le=40)
+    max_pressure_kpa: float = Field(gt=0, le=2000)
+
+
+class Acclimatization(_Strict):
+    duration_s: float = Field(ge=0)
+    min_s: float = Field(ge=0)
+    max_s: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _in_range(self) -> "Acclimatization":
+        if not (self.min_s <= self.duration_s <= self.max_s):
+            raise ValueError(f"duration_s {self.duration_s} must lie in [min_s {self.min_s}, max_s {self.max_s}]")
+        return self
+
+
+class ThermodeSettings(_Strict):
+    rise_c_per_s: float = Field(gt=0, le=300)
+    return_c_per_s: float = Field(gt=0, le=300)
+    zones: str = Field(pattern=r"^[01]{5}$")
+
+
+class Calibration(_Strict):
+    method: Literal["ascending", "staircase"]
+    site: str
+    target_rating: float = Field(gt=0, lt=100)
+    start_c: float = Field(gt=0, le=ABSOLUTE_MAX_C)
+    step_c: float = Field(gt=0, le=5)
+    stop_rating: float = Field(gt=0, le=100)
+    stimulus_s: float = Field(gt=0, le=30)
+    rest_s: float = Field(ge=0)
+    verify_n: int = Field(ge=0, le=5)
+    tolerance: float = Field(gt=0, le=50)
+    max_refinements: int = Field(ge=0, le=5)
+    min_slope_per_c: float = Field(gt=0)
+    min_r2: float = Field(ge=0, le=1)
+    staircase_trials: int = Field(ge=2, le=40)
+    # pressure modality
+    ppt_measurements: int = Field(ge=1, le=10)
+    ppt_ramp_kpa_per_s: float = Field(gt=0, le=200)
+    ts_pressure_factor: float = Field(gt=0, le=3)
+
+    @model_validator(mode="after")
+    def _levels(self) -> "Calibration":
+        if self.stop_rating < self.target_rating:
+            raise ValueError(f"stop_rating {self.stop_rating} must be >= target_rating {self.target_rating}")
+        return self
+
+
+class TestStimulus(_Strict):
+    site: str
+    duration_s: float = Field(gt=0, le=30)
+    pre_repeats: int = Field(ge=1, le=10)
+    post_repeats: int = Field(ge=1, le=10)
+    interval_s: float = Field(ge=0)
+    post_delay_s: float = Field(ge=0)
+
+
+class ColdPressor(_Strict):
+    site: str
+    duration_s: float = Field(gt=0, le=300)
+    max_s: float = Field(gt=0, le=300)
+    bath_min_c: float = Field(ge=-5, le=40)
+    bath_max_c: float = Field(ge=-5, le=40)
+    rating_at_s: float = Field(gt=0)
+    min_cs_rating: float = Field(ge=0, le=100)
+    bath_stable_s: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _order(self) -> "ColdPressor":
+        if self.bath_min_c >= self.bath_max_c:
+            raise ValueError(f"bath_min_c {self.bath_min_c} must be below bath_max_c {self.bath_max_c}")
+        if self.duration_s > self.max_s:
+            raise ValueError(f"duration_s {self.duration_s} must not exceed max_s {self.max_s}")
+        if self.rating_at_s >= self.duration_s:
+            raise ValueError(f"rating_at_s {self.rating_at_s} must be inside the immersion ({self.duration_s} s)")
+        return self
+
+
+class ControlConditioning(_Strict):
+    enabled: bool
+    bath_min_c: float = Field(ge=0, le=40)
+    bath_max_c: float = Field(ge=0, le=40)
+    duration_s: float = Field(gt=0, le=300)
+
+
+class Ratings(_Strict):
+    timeout_s: float = Field(gt=0)
+    repeat_missing: bool
+    max_attempts: int = Field(ge=1, le=5)
+    scale_min: float
+    scale_max: float
+
+    @model_validator(mode="after")
+    def _scale(self) -> "Ratings":
+        if self.scale_min >= self.scale_max:
+            raise ValueError("scale_min must be below scale_max")
+        return self
+
+
+class Analysis(_Strict):
+    cpm_threshold_abs: float = Field(ge=0)
+
+
+class Resume(_Strict):
+    allowed: bool
+    max_gap_s: float = Field(gt=0)
+
+
+class Questionnaires(_Strict):
+    names: list[str]
+    entry: Literal["participant", "staff"]
+
+
+class Screen(_Strict):
+    fullscreen: bool
+    size: list[int] = Field(min_length=2, max_length=2)
+    background: str = Field(pattern=r"^#[0-9A-Fa-f]{6}$")
+    text_color: str = Field(pattern=r"^#[0-9A-Fa-f]{6}$")
+    accent_color: str = Field(pattern=r"^#[0-9A-Fa-f]{6}$")
+    text_height: float = Field(gt=0, le=0.2)
+
+
+class Texts(_Strict):
+    welcome: str
+    acclimatization: str
+    calibration_intro: str
+    stimulus_coming: str
+    stimulus_on: str
+    rest: str
+    rate_heat: str
+    rate_pressure: str
+    rate_hand: str
+    anchor_low: str
+    anchor_high: str
+    confirm: str
+    cold_pressor_prepare: str
+    cold_pressor_keep: str
+    cold_pressor_out: str
+    pressure_instructions: str
+    questionnaires_intro: str
+    paused: str
+    aborted: str
+    thanks: str
+
+
+class Protocol(_Strict):
+    """A validated, immutable protocol. `path` and `sha256` identify the exact file used."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    protocol: Meta
+    safety: Safety
+    acclimatization: Acclimatization
+    thermode: ThermodeSettings
+    calibration: Calibration
+    test_stimulus: TestStimulus
+    cold_pressor: ColdPressor
+    control_conditioning: ControlConditioning
+    ratings: Ratings
+    analysis: Analysis
+    resume: Resume
+    questionnaires: Questionnaires
+    screen: Screen
+    texts: Texts
+    path: str = ""
+    sha256: str = ""
+
+    @model_validator(mode="after")
+    def _cross(self) -> "Protocol":
+        cap = self.safety.thermode_cap_c
+        if self.calibration.start_c >= cap:
+            raise ValueError(f"calibration.start_c {self.calibration.start_c} must be below safety.thermode_cap_c {cap}")
+        if self.safety.neutral_c >= cap:
+            raise ValueError(f"safety.neutral_c {self.safety.neutral_c} must be below safety.thermode_cap_c {cap}")
+        return self
+
+
+_CROSS_KEYS = {
+    "calibration.start_c": "calibration.start_c",
+    "safety.neutral_c": "safety.neutral_c",
+}
+
+
+def _describe_error(err: dict[str, Any]) -> tuple[str, str, object]:
+    loc = ".".join(str(p) for p in err.get("loc", ()))
+    typ = err.get("type", "")
+    found: object = err.get("input", "<missing>")
+    msg = err.get("msg", "")
+    if typ == "missing":
+        return loc, "this key to be present", "<missing>"
+    if typ == "extra_forbidden":
+        return loc, "no such key (unknown keys are not allowed; check the spelling)", found
+    if typ == "value_error" and not loc:
+        text = msg.removeprefix("Value error, ")
+        for key in _CROSS_KEYS:
+            if text.startswith(key):
+                return key, text, "see message"
+        return "<file>", text, "see message"
+    if typ == "value_error":
+        return loc, msg.removeprefix("Value error, "), "see message"
+    return loc, msg[0].lower() + msg[1:] if msg else typ, found
+
+
+def parse_protocol(data: dict[str, Any], path: str | Path = "<memory>", sha256: str = "") -> Protocol:
+    """Validate already-parsed TOML data; raise ProtocolFileError on the first problem."""
+    if not isinstance(data, dict):
+        raise ProtocolFileError(str(path), "<file>", "a TOML table", type(data).__name__)
+    try:
+        return Protocol.model_validate({**data, "path": str(path), "sha256": sha256})
+    except ValidationError as e:
+        errs = e.errors()
+        key, expected, found = _describe_error(errs[0])
+        more = f" (and {len(errs) - 1} more problem(s))" if len(errs) > 1 else ""
+        raise ProtocolFileError(str(path), key, expected + more, found) from None
+
+
+def load_protocol(path: str | Path) -> Protocol:
+    """Read and validate a protocol TOML file."""
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ProtocolFileError(str(p), "<file>", "a readable file", e.strerror or str(e)) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ProtocolFileError(str(p), "<file>", "valid UTF-8 TOML", str(e)) from None
+    return parse_protocol(data, p, file_sha256(p))

@@ -1,0 +1,86 @@
+"""Station files: which device model sits on which port for each role (thermode, bath, algometer)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cpm_session.devices.base import ABSOLUTE_MAX_C
+from cpm_session.errors import StationFileError
+
+THERMODE_MODELS = ("sim", "tcs2")
+BATH_MODELS = ("sim", "julabo", "lauda", "serial-thermometer")
+ALGOMETER_MODELS = ("sim", "wagner-fdx", "mark10")
+
+
+class RoleConfig(BaseModel):
+    """One device: model, port (any pyserial URL) and model-specific settings."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    model: str
+    port: str = ""
+    baudrate: int | None = None
+    timeout_s: float = Field(default=1.0, gt=0, le=30)
+
+
+class StationMeta(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "unnamed station"
+    max_thermode_c: float = Field(default=ABSOLUTE_MAX_C, gt=0, le=ABSOLUTE_MAX_C)
+    emulated: bool = False
+
+
+class Station(BaseModel):
+    """A validated station file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    station: StationMeta = StationMeta()
+    thermode: RoleConfig
+    bath: RoleConfig
+    algometer: RoleConfig
+    path: str = ""
+
+    @property
+    def all_simulated(self) -> bool:
+        """Return True if every role is simulated."""
+        return all(r.model == "sim" for r in (self.thermode, self.bath, self.algometer))
+
+
+def _check_models(st: Station, path: str) -> None:
+    for role, allowed in (("thermode", THERMODE_MODELS), ("bath", BATH_MODELS), ("algometer", ALGOMETER_MODELS)):
+        cfg: RoleConfig = getattr(st, role)
+        if cfg.model not in allowed:
+            raise StationFileError(f"{path}: key '{role}.model': expected one of {list(allowed)}, found {cfg.model!r}")
+        if cfg.model != "sim" and not cfg.port:
+            raise StationFileError(f"{path}: key '{role}.port': expected a port (e.g. /dev/ttyUSB0, COM3, socket://host:port), found nothing")
+
+
+def parse_station(data: dict[str, Any], path: str = "<memory>") -> Station:
+    """Validate parsed TOML data as a station."""
+    try:
+        st = Station.model_validate({**data, "path": path})
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        found = "<missing>" if err["type"] == "missing" else err.get("input")
+        raise StationFileError(f"{path}: key '{loc}': expected {err['msg']}, found {found!r}") from None
+    _check_models(st, path)
+    return st
+
+
+def load_station(path: str | Path) -> Station:
+    """Read and validate a station TOML file."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise StationFileError(f"{p}: cannot read: {e.strerror or e}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise StationFileError(f"{p}: not valid TOML: {e}") from None
+    return parse_station(data, str(p))

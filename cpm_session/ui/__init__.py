@@ -1,0 +1,1 @@
+"""Participant screens and staff controls. The engine talks only to the ParticipantUI interface."""

@@ -1,0 +1,102 @@
+"""The interface between the session engine and whatever shows the participant screen.
+
+The engine owns time and logic; a UI only draws, collects ratings and reports key presses.
+`HeadlessUI` (no window, for tests and benchmarks) and `PsychoPyUI` (the real window) implement it.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+STAFF_KEYS = ("space", "s", "p", "w", "escape", "n", "h")
+"""space: confirm staff step; s: skip acclimatization; p: pause/resume; w: early withdrawal;
+escape: emergency stop; n: note / adverse event; h: help overlay."""
+
+KeyHandler = Callable[[str], None]
+"""Called by the UI for every staff key, from inside tick() and rate() (so Escape works everywhere).
+It may raise (e.g. EmergencyStop) to unwind the engine; the UI must let that propagate."""
+
+Responder = Callable[["RatingPrompt"], "tuple[float | None, float]"]
+"""A simulated participant: return (rating or None for no answer, response time in session s)."""
+
+
+@dataclass(frozen=True)
+class RatingPrompt:
+    """One rating request: texts come from the protocol file."""
+
+    phase: str
+    trial: int
+    question: str
+    anchor_low: str
+    anchor_high: str
+    confirm: str
+    timeout_s: float
+    scale_min: float = 0.0
+    scale_max: float = 100.0
+    kind: str = "heat"  # heat | pressure | hand
+
+
+@dataclass
+class RatingResult:
+    """What the participant answered. `value` None means missing (time-out)."""
+
+    value: float | None
+    rt_s: float | None
+    trace: list[tuple[float, float]] = field(default_factory=list)  # (session t, marker position) per frame
+    geometry: dict[str, Any] = field(default_factory=dict)  # slider_px, confirm_px, window_px
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A multiple-choice question (questionnaires, staff decisions)."""
+
+    question: str
+    options: list[str]
+    timeout_s: float | None = None
+
+
+class ParticipantUI(ABC):
+    """What the engine needs from a participant screen."""
+
+    key_handler: KeyHandler | None = None
+    frame_s: float = 1 / 60  # wall seconds per frame (used to pace waits)
+
+    @abstractmethod
+    def open(self) -> None:
+        """Open the window (no-op when headless)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close the window. Never raises."""
+
+    @abstractmethod
+    def show(self, screen: str, text: str, countdown_to: float | None = None) -> None:
+        """Make `text` the current screen (named `screen`, e.g. 'welcome', 'fixation');
+        with `countdown_to` (session time) show a countdown to that moment. Drawn on the next tick."""
+
+    @abstractmethod
+    def tick(self) -> None:
+        """Draw one frame and deliver pending staff keys to `key_handler`."""
+
+    @abstractmethod
+    def rate(self, prompt: RatingPrompt, responder: Responder | None) -> RatingResult:
+        """Show the slider until confirmed or `prompt.timeout_s` passes; keys keep flowing to `key_handler`.
+        With a `responder` (simulated participant) the UI places the marker itself after the response time."""
+
+    @abstractmethod
+    def choose(self, choice: Choice, responder: Callable[[Choice], int | None] | None) -> int | None:
+        """Show a multiple-choice question; return the chosen option's index, or None on time-out."""
+
+    def set_status(self, status: dict[str, Any]) -> None:
+        """Update the staff status view (phase, next action, temperatures, warnings). Optional."""
+        return None
+
+    def ask_text(self, title: str) -> str | None:
+        """Ask the staff for a line of free text (note / adverse event). None if not possible."""
+        return None
+
+    def screenshot(self, path: str) -> None:
+        """Save what the participant sees now as a PNG (no-op when headless)."""
+        return None

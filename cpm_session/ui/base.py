@@ -89,6 +89,13 @@ class ParticipantUI(ABC):
     def choose(self, choice: Choice, responder: Callable[[Choice], int | None] | None) -> int | None:
         """Show a multiple-choice question; return the chosen option's index, or None on time-out."""
 
+    def prompt_geometry(self, prompt: RatingPrompt) -> dict[str, Any]:
+        """Return where the rating prompt will be drawn, before it is shown: {"slider_px": [l, t, r, b],
+        "confirm_px": [l, t, r, b], "window_px": [w, h]} in window pixels, origin top-left; slider_px is
+        the scale line itself (left end = scale_min, right end = scale_max). The engine logs it in a
+        `rating_prompt` event BEFORE calling rate(), so an audit or a test knows where to click."""
+        return {}
+
     def set_status(self, status: dict[str, Any]) -> None:
         """Update the staff status view (phase, next action, temperatures, warnings). Optional."""
         return None

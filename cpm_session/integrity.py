@@ -1,0 +1,495 @@
+"""Data a trial can defend: verify session folders and amend them without rewriting history.
+
+`verify_session` re-walks the SHA-256 chain of ``events.jsonl`` line by line, checks ``seq``
+continuity, compares the log with the header's ``log_final_sha256``/``log_events`` and checks that
+the derived table ``ratings.csv`` still matches the ``rating`` events. `verify_path` does the same
+for a whole data folder, including each participant's ``adverse_events.jsonl``.
+
+`amend_session` corrects a header value (a wrong visit name, a mistyped result) by appending an
+``amendment`` event with the old value, the new value, a reason and the operator; earlier lines are
+never edited. `apply_amendments` returns the effective header that summaries and exports use.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cpm_session.datalog import GENESIS, EventLog, line_hash, write_json_atomic
+from cpm_session.errors import CpmError, SessionError
+
+SESSION_FILES = ("session.json", "events.jsonl", "ratings.csv", "devices.csv")
+AE_LOG = "adverse_events.jsonl"
+TORN_FILE = "events.torn"
+LIVE_STATUSES = ("running", "paused_fault")
+"""Statuses of a session that is still being written, or whose process was killed before closing it."""
+
+RATING_CHECK_COLUMNS = ("phase", "trial", "rating", "rt_s")
+"""ratings.csv columns compared with the `rating` events of the log."""
+
+FLOAT_TOLERANCE = 1e-9
+"""Absolute/relative tolerance when comparing numbers in ratings.csv with the log (text round trip)."""
+
+PROTECTED_FIELDS = ("log_final_sha256", "log_events", "amendments", "protocol_sha256", "software_version",
+                    "start_utc", "resumed_from")
+"""Header fields an amendment may never change: they describe the record itself, not the participant."""
+
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class IntegrityError(CpmError):
+    """A session folder failed verification, or an amendment was refused."""
+
+
+@dataclass
+class VerifyResult:
+    """The verdict on one session folder or adverse-event log."""
+
+    path: Path
+    kind: str  # "session" | "adverse_events"
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Return True when no problem was found (notes are not problems)."""
+        return not self.problems
+
+
+# --------------------------------------------------------------------------------------------- chain
+
+
+def check_chain(path: Path, *, name: str | None = None) -> tuple[list[dict[str, Any]], list[bytes], list[str]]:
+    """Walk the hash chain of a JSON-lines log; return (events, raw lines, problems).
+
+    Report the first broken link with its line number (1-based) and what most likely happened: a
+    changed line, a deleted line (``seq`` jumps), a reordered pair (``prev`` is the hash of a later
+    line) or a torn last line. Later broken links are only counted.
+    """
+    name = name or path.name
+    raw = path.read_bytes()
+    problems: list[str] = []
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    elif lines and lines[-1] != b"":
+        problems.append(f"{name} line {len(lines)}: incomplete last line without newline (torn tail: the "
+                        f"process was killed while writing, or bytes were cut off)")
+        lines.pop()
+    if not lines:
+        if not problems:
+            problems.append(f"{name}: the log is empty")
+        return [], [], problems
+
+    hashes = [line_hash(b) for b in lines]
+    where = {h: i for i, h in enumerate(hashes)}
+    events: list[dict[str, Any]] = []
+    first_break: str | None = None
+    n_breaks = 0
+    bad_json = 0
+    for i, line in enumerate(lines):
+        no = i + 1
+        try:
+            ev = json.loads(line)
+            if not isinstance(ev, dict):
+                raise ValueError("not a JSON object")
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as e:
+            bad_json += 1
+            if first_break is None:
+                first_break = f"{name} line {no}: not a valid JSON object ({e}); the line was changed or damaged"
+            n_breaks += 1
+            events.append({})
+            continue
+        events.append(ev)
+        expected = GENESIS if i == 0 else hashes[i - 1]
+        prev = ev.get("prev")
+        if prev == expected:
+            continue
+        n_breaks += 1
+        if first_break is not None:
+            continue
+        first_break = _explain_break(name, i, lines, events, prev, where)
+    if first_break is not None:
+        more = f" ({n_breaks - 1} further broken link(s))" if n_breaks > 1 else ""
+        problems.insert(0, f"hash chain broken: {first_break}{more}")
+    return events, lines, problems
+
+
+def _explain_break(name: str, i: int, lines: list[bytes], events: list[dict[str, Any]], prev: object,
+                   where: dict[str, int]) -> str:
+    """Describe why line i+1's ``prev`` does not match the line before it."""
+    no = i + 1
+    if not isinstance(prev, str) or not HEX64.fullmatch(prev):
+        return f"{name} line {no}: its 'prev' field {prev!r} is not a SHA-256; line {no} was changed"
+    if i == 0:
+        return (f"{name} line 1: 'prev' is not the genesis value (64 zeros): earlier lines were deleted or "
+                f"line 1 was changed")
+    j = where.get(prev)
+    if j is not None and j > i:
+        return (f"{name} line {no}: 'prev' is the hash of line {j + 1}: lines {no} and {j + 1} are out of "
+                f"order (reordered)")
+    seq_here = events[i].get("seq")
+    seq_before = events[i - 1].get("seq") if events[i - 1] else None
+    if isinstance(seq_here, int) and isinstance(seq_before, int) and seq_here > seq_before + 1:
+        gap = seq_here - seq_before - 1
+        return (f"{name} line {no}: 'prev' does not match line {no - 1} and seq jumps from {seq_before} to "
+                f"{seq_here}: {gap} line(s) deleted before line {no}")
+    return (f"{name} line {no - 1} was changed after it was written: its SHA-256 no longer matches 'prev' "
+            f"of line {no} (or line {no}'s 'prev' was changed)")
+
+
+def check_seq(events: list[dict[str, Any]], *, name: str) -> list[str]:
+    """Return a problem if ``seq`` is not 0, 1, 2, ... (first discontinuity only)."""
+    for i, ev in enumerate(events):
+        if not ev:
+            continue
+        seq = ev.get("seq")
+        if seq != i:
+            return [f"{name} line {i + 1}: seq is {seq!r}, expected {i} (a line was deleted, inserted or moved)"]
+    return []
+
+
+# --------------------------------------------------------------------------------------------- session
+
+
+def _read_header(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    try:
+        header = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return None, f"session.json cannot be read: {e}"
+    if not isinstance(header, dict):
+        return None, "session.json is not a JSON object"
+    return header, None
+
+
+def _check_header_vs_log(header: dict[str, Any], lines: list[bytes], result: VerifyResult) -> None:
+    status = header.get("status")
+    live = status in LIVE_STATUSES
+    n = len(lines)
+    recorded_n = header.get("log_events")
+    recorded_h = header.get("log_final_sha256")
+    if recorded_n is None or recorded_h is None:
+        msg = "session.json has no log_final_sha256/log_events yet"
+        if live:
+            result.notes.append(f"{msg} (status {status!r}: still running or killed early)")
+        else:
+            result.problems.append(f"{msg} although status is {status!r}")
+        return
+    if not isinstance(recorded_n, int) or recorded_n < 0:
+        result.problems.append(f"session.json log_events is {recorded_n!r}, not a count")
+        return
+    if n < recorded_n:
+        result.problems.append(f"events.jsonl has {n} lines but session.json records {recorded_n}: lines "
+                               f"{n + 1}..{recorded_n} were deleted (log truncated)")
+        return
+    at = line_hash(lines[recorded_n - 1]) if recorded_n > 0 else GENESIS
+    if at != recorded_h:
+        result.problems.append(f"events.jsonl line {recorded_n} (the last one session.json records) does not match "
+                               f"log_final_sha256: that line was changed or the log was replaced")
+        return
+    if n > recorded_n:
+        extra = n - recorded_n
+        if live:
+            result.notes.append(f"events.jsonl has {extra} event(s) after the last header update (status "
+                                f"{status!r}: the session is still running or its process was killed)")
+        else:
+            result.problems.append(f"events.jsonl has {extra} event(s) after session.json's record although the "
+                                   f"session is {status!r}: lines {recorded_n + 1}..{n} were appended after it closed")
+
+
+def _num_equal(a: str, b: object) -> bool:
+    if b is None or b == "":
+        return a.strip() == ""
+    if isinstance(b, bool):
+        return a.strip().lower() in (str(b).lower(), str(int(b)))
+    try:
+        fa, fb = float(a), float(b)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return a == str(b)
+    if math.isnan(fa) or math.isnan(fb):
+        return math.isnan(fa) and math.isnan(fb)
+    return math.isclose(fa, fb, rel_tol=FLOAT_TOLERANCE, abs_tol=FLOAT_TOLERANCE)
+
+
+def _check_ratings(path: Path, events: list[dict[str, Any]], live: bool, result: VerifyResult) -> None:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        result.problems.append(f"ratings.csv cannot be read: {e}")
+        return
+    rating_events = [ev for ev in events if ev.get("event") == "rating"]
+    for k, (row, ev) in enumerate(zip(rows, rating_events, strict=False), start=1):
+        for col in RATING_CHECK_COLUMNS:
+            if col not in row:
+                result.problems.append(f"ratings.csv has no column '{col}'")
+                return
+            cell, logged = row[col] or "", ev.get(col)
+            same = (cell == str(logged)) if col == "phase" else _num_equal(cell, logged)
+            if not same:
+                result.problems.append(
+                    f"ratings.csv row {k} (file line {k + 1}): {col} is {cell!r} but the log's rating event "
+                    f"seq {ev.get('seq')} says {logged!r}; the derived table no longer matches the log")
+                return
+    if len(rows) != len(rating_events):
+        msg = f"ratings.csv has {len(rows)} rows but the log has {len(rating_events)} rating events"
+        if live and len(rows) < len(rating_events):
+            result.notes.append(msg + " (session still running or killed: the table lags the log)")
+        else:
+            result.problems.append(msg)
+
+
+def _check_devices(path: Path, result: VerifyResult) -> None:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            header = next(csv.reader(f), None)
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        result.problems.append(f"devices.csv cannot be read: {e}")
+        return
+    from cpm_session.datalog import DEVICE_COLUMNS
+
+    if header != DEVICE_COLUMNS:
+        result.problems.append(f"devices.csv header is {header}, expected {DEVICE_COLUMNS}")
+
+
+def verify_session_report(path: str | Path) -> VerifyResult:
+    """Verify one session folder; return problems (failures) and notes (worth knowing, not failures)."""
+    path = Path(path)
+    result = VerifyResult(path, "session")
+    if not path.is_dir():
+        result.problems.append(f"{path} is not a folder")
+        return result
+    for fname in SESSION_FILES:
+        if not (path / fname).is_file():
+            result.problems.append(f"{fname} is missing")
+    header: dict[str, Any] | None = None
+    if (path / "session.json").is_file():
+        header, err = _read_header(path / "session.json")
+        if err:
+            result.problems.append(err)
+    live = bool(header and header.get("status") in LIVE_STATUSES)
+    events: list[dict[str, Any]] = []
+    if (path / "events.jsonl").is_file():
+        events, lines, chain_problems = check_chain(path / "events.jsonl")
+        result.problems.extend(chain_problems)
+        if not chain_problems:
+            result.problems.extend(check_seq(events, name="events.jsonl"))
+        if header is not None:
+            _check_header_vs_log(header, lines, result)
+        if (path / "ratings.csv").is_file():
+            _check_ratings(path / "ratings.csv", events, live, result)
+    if (path / "devices.csv").is_file():
+        _check_devices(path / "devices.csv", result)
+    if (path / TORN_FILE).is_file():
+        result.notes.append(f"{TORN_FILE} holds the torn tail of a killed process, kept when the log was resumed")
+    if header is not None and header.get("amendments"):
+        result.notes.append(f"{len(header['amendments'])} amendment(s) recorded")
+    return result
+
+
+def verify_session(path: str | Path) -> list[str]:
+    """Verify one session folder; return its problems (an empty list means it is intact)."""
+    return verify_session_report(path).problems
+
+
+def verify_ae_log(path: str | Path) -> VerifyResult:
+    """Verify one participant's ``adverse_events.jsonl`` (hash chain and seq)."""
+    path = Path(path)
+    result = VerifyResult(path, "adverse_events")
+    events, _lines, problems = check_chain(path, name=f"{path.parent.name}/{path.name}")
+    result.problems.extend(problems)
+    if not problems and all("seq" in ev for ev in events):
+        result.problems.extend(check_seq(events, name=f"{path.parent.name}/{path.name}"))
+    return result
+
+
+def _is_session_dir(p: Path) -> bool:
+    return p.is_dir() and ((p / "session.json").exists() or (p / "events.jsonl").exists())
+
+
+def verify_path(path: str | Path) -> list[VerifyResult]:
+    """Verify a session folder, a participant folder or a whole data folder (``*/*`` sessions and AE logs)."""
+    path = Path(path)
+    if not path.exists():
+        raise IntegrityError(f"{path} does not exist")
+    if path.is_file():
+        if path.name == AE_LOG or path.suffix == ".jsonl" and path.name != "events.jsonl":
+            return [verify_ae_log(path)]
+        return [verify_session_report(path.parent)]
+    if _is_session_dir(path):
+        return [verify_session_report(path)]
+    results: list[VerifyResult] = []
+    participant_dirs = [path] if (path / AE_LOG).exists() or any(_is_session_dir(p) for p in path.glob("*")) \
+        else []
+    participant_dirs += [p for p in sorted(path.glob("*")) if p.is_dir() and not _is_session_dir(p)]
+    seen: set[Path] = set()
+    for pdir in participant_dirs:
+        for s in sorted(pdir.glob("*")):
+            if _is_session_dir(s) and s not in seen:
+                seen.add(s)
+                results.append(verify_session_report(s))
+        ae = pdir / AE_LOG
+        if ae.is_file() and ae not in seen:
+            seen.add(ae)
+            results.append(verify_ae_log(ae))
+    if not results:
+        raise IntegrityError(f"{path}: no session folders (holding session.json or events.jsonl) and no "
+                             f"{AE_LOG} found below it")
+    return results
+
+
+# --------------------------------------------------------------------------------------------- amendments
+
+
+def _split(field_path: str) -> list[str]:
+    parts = field_path.split(".")
+    if not field_path or any(not p or not re.fullmatch(r"[A-Za-z0-9_]+", p) for p in parts):
+        raise IntegrityError(f"field {field_path!r} is not a dotted path of names such as 'visit' or "
+                             f"'results.cs_rating_30s'")
+    return parts
+
+
+def get_dotted(obj: dict[str, Any], field_path: str) -> Any:
+    """Return the value at a dotted path (None if any part is missing)."""
+    cur: Any = obj
+    for part in _split(field_path):
+        if not isinstance(cur, dict) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def set_dotted(obj: dict[str, Any], field_path: str, value: Any) -> None:
+    """Set the value at a dotted path, creating intermediate objects."""
+    parts = _split(field_path)
+    cur = obj
+    for part in parts[:-1]:
+        nxt = cur.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            cur[part] = nxt
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def amendment_events(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return the ``amendment`` events of a log, in order."""
+    return [ev for ev in events if ev.get("event") == "amendment"]
+
+
+def _amendment_record(ev: dict[str, Any]) -> dict[str, Any]:
+    return {k: ev.get(k) for k in ("seq", "field", "old", "new", "reason", "operator", "wall")}
+
+
+def apply_amendments(header: dict[str, Any], events: Iterable[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Return a copy of `header` with every amendment applied in log order (the effective values).
+
+    `events` is the session's event log (any iterable of event dicts); when None, the header's own
+    ``amendments`` list is used. The result's ``amendments`` lists what was changed, from what, why
+    and by whom; the input is not modified.
+    """
+    effective = copy.deepcopy(header)
+    if events is None:
+        records = [dict(a) for a in header.get("amendments") or []]
+    else:
+        records = [_amendment_record(ev) for ev in amendment_events(events)]
+    for rec in records:
+        f = rec.get("field")
+        if isinstance(f, str) and f not in PROTECTED_FIELDS:
+            set_dotted(effective, f, rec.get("new"))
+    effective["amendments"] = records
+    return effective
+
+
+def load_effective_header(session_dir: str | Path) -> dict[str, Any]:
+    """Read a session's header and log and return the header with amendments applied."""
+    from cpm_session.datalog import read_events
+
+    session_dir = Path(session_dir)
+    header, err = _read_header(session_dir / "session.json")
+    if header is None:
+        raise IntegrityError(f"{session_dir}: {err}")
+    log = session_dir / "events.jsonl"
+    events = read_events(log)[0] if log.exists() else None
+    return apply_amendments(header, events)
+
+
+def parse_cli_value(text: str, old: Any) -> Any:
+    """Turn the text given on the command line into a value: JSON (numbers, true/false/null, lists)
+    when it parses, otherwise the text itself; text stays text when the old value was text."""
+    if isinstance(old, str):
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _validate_new_value(field_path: str, value: Any) -> None:
+    from cpm_session.ids import VISIT_PATTERN, validate_participant_id
+
+    if field_path == "participant":
+        validate_participant_id(value)
+    elif field_path == "visit":
+        if not isinstance(value, str) or not VISIT_PATTERN.fullmatch(value):
+            raise IntegrityError(f"visit {value!r} is not valid: expected lower-case letters, digits, '-' or '_'")
+
+
+def amend_session(session_dir: str | Path, field: str, new_value: Any, reason: str, operator: str) -> dict[str, Any]:
+    """Append an ``amendment`` event correcting header field `field` to `new_value`; return the event.
+
+    The log is verified first (an amendment never blesses a damaged record). The event carries
+    ``field``, ``old`` (the effective value before), ``new``, ``reason``, ``operator`` and ``wall``;
+    the header's original values stay as they were, its ``amendments`` list grows by one and
+    ``log_final_sha256``/``log_events`` are refreshed atomically.
+    """
+    session_dir = Path(session_dir)
+    if not isinstance(reason, str) or not reason.strip():
+        raise IntegrityError("an amendment needs a reason (what was wrong and how the correct value is known)")
+    if not isinstance(operator, str) or not operator.strip():
+        raise IntegrityError("an amendment needs the operator's initials")
+    _split(field)
+    if field in PROTECTED_FIELDS or field.split(".")[0] in PROTECTED_FIELDS:
+        raise IntegrityError(f"field {field!r} describes the record itself and cannot be amended")
+    _validate_new_value(field, new_value)
+    report = verify_session_report(session_dir)
+    if report.problems:
+        raise IntegrityError(f"{session_dir} fails verification, so it cannot be amended: {report.problems[0]}")
+    header, err = _read_header(session_dir / "session.json")
+    if header is None:
+        raise IntegrityError(f"{session_dir}: {err}")
+    if header.get("status") in LIVE_STATUSES:
+        raise IntegrityError(f"{session_dir} has status {header.get('status')!r}: it is still running or its "
+                             f"process was killed; resume or close it before amending")
+    from cpm_session.datalog import read_events
+
+    events, _ = read_events(session_dir / "events.jsonl")
+    old = get_dotted(apply_amendments(header, events), field)
+    if old == new_value and type(old) is type(new_value):
+        raise IntegrityError(f"{field} is already {old!r}; nothing to amend")
+    last_t = float(events[-1].get("t", 0.0)) if events else 0.0
+    log = EventLog(session_dir / "events.jsonl", lambda: last_t)
+    try:
+        rec = log.append("amendment", field=field, old=old, new=new_value, reason=reason.strip(),
+                         operator=operator.strip())
+    except OSError as e:
+        raise SessionError(f"cannot append to {session_dir / 'events.jsonl'}: {e.strerror or e}") from e
+    finally:
+        log.close()
+    header.setdefault("amendments", [])
+    header["amendments"] = list(header["amendments"]) + [_amendment_record(rec)]
+    header["log_final_sha256"] = log.prev
+    header["log_events"] = log.seq
+    try:
+        write_json_atomic(session_dir / "session.json", header)
+    except OSError as e:
+        raise SessionError(f"amendment logged but {session_dir / 'session.json'} could not be rewritten "
+                           f"({e.strerror or e}); run the amendment's header refresh again") from e
+    return rec

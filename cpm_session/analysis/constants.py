@@ -1,0 +1,44 @@
+"""Every number and label the analysis uses, in one place."""
+
+from __future__ import annotations
+
+SIGN_TAG = "(positive = inhibition)"
+"""Appended to every CPM table header and shown in the report."""
+
+SIGN_CONVENTION = (
+    "CPM_abs = TS_pre - TS_post (rating points, 0-100 scale); CPM_pct = CPM_abs / TS_pre * 100 (%). "
+    "Positive = inhibition (the conditioning stimulus reduced test-stimulus pain); negative = facilitation."
+)
+
+DEFAULT_CPM_THRESHOLD_ABS = 5.0
+"""Rating points; used only when neither the session nor its protocol file gives `analysis.cpm_threshold_abs`."""
+
+CI_LEVEL = 0.95
+"""Confidence level of every interval in the analysis."""
+
+SRD_FACTOR = 1.959963984540054 * 2 ** 0.5
+"""Smallest real difference = 1.96 * sqrt(2) * SEM (95 % of test-retest differences lie inside it)."""
+
+BLINDED_LABELS = tuple("ABCDEFGH")
+"""Arm labels shown while the trial is blinded, in order of first appearance in the allocation file."""
+
+PLACEBO_WORDS = ("placebo", "sham", "control")
+"""An arm whose name contains one of these is the reference arm and the test-retest sample."""
+
+SECONDARY_OUTCOMES = {
+    "nrs_pain": "NRS pain (0-10)",
+    "fiqr_total": "FIQR total (0-100)",
+    "hads_anxiety": "HADS anxiety (0-21)",
+    "hads_depression": "HADS depression (0-21)",
+}
+"""Summary column -> label; each is analysed when both visits have it for enough participants."""
+
+MIN_PER_ARM = 2
+"""Fewest participants per arm with both visits for a model to be fitted."""
+
+STATUSES_WITH_RESULTS = ("completed",)
+"""Session status whose CPM enters the trial analysis (others are listed as missing data)."""
+
+PLOT_DPI = 110
+FIGSIZE_SESSION = (10.0, 9.0)
+FIGSIZE_STUDY = (10.0, 4.5)

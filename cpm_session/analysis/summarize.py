@@ -1,0 +1,465 @@
+"""Session folders -> one tidy row per session (participant, visit, ...), with warnings, never stopping.
+
+The event log is the truth: ratings, the cold-pressor window, withdrawal, deviations, amendments and
+questionnaires are read from events.jsonl; session.json supplies the header and the engine's results
+when present. CPM is recomputed from the (possibly amended) TS rating lists with the threshold of the
+protocol the session recorded. Sign convention: CPM_abs = TS_pre - TS_post, positive = inhibition.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from cpm_session.analysis.constants import DEFAULT_CPM_THRESHOLD_ABS
+from cpm_session.datalog import file_sha256, iter_session_dirs, read_events
+from cpm_session.errors import CpmError, SessionError
+
+BASE_COLUMNS = [
+    "participant", "visit", "date", "start_utc", "status", "log_complete", "protocol", "protocol_name",
+    "protocol_sha256", "ts_modality", "ts_intensity", "ts_unit", "pain60_c", "ppt_kpa",
+]
+RESULT_COLUMNS = [
+    "ts_pre", "ts_post", "cpm_abs", "cpm_pct", "cpm_category", "cpm_threshold_abs", "cpm_threshold_source",
+    "cs_rating_30s", "cs_rating_flag", "bath_mean_c", "bath_min_c", "bath_max_c", "bath_n", "withdrawal_s",
+    "early_withdrawal",
+]
+TAIL_COLUMNS = [
+    "n_deviations", "deviations", "missing_ts_pre", "missing_ts_post", "missing_cs_rating", "missing",
+    "resumed", "amended", "amendments", "integrity_ok", "log_events", "path",
+]
+META_KEYS = ("seq", "t", "wall", "event", "prev")
+INT_COLUMNS = ("bath_n", "n_deviations", "missing_ts_pre", "missing_ts_post", "log_events")
+try:
+    from cpm_session.integrity import PROTECTED_FIELDS as _PROTECTED
+except ImportError:  # the integrity module is optional
+    _PROTECTED = ("log_final_sha256", "log_events", "amendments", "protocol_sha256", "software_version")
+CATEGORIES = ("inhibition", "none", "facilitation")
+
+
+@dataclass
+class SummaryResult:
+    """The summary table (one row per session folder) and the problems met while reading."""
+
+    table: pd.DataFrame
+    warnings: list[str] = field(default_factory=list)
+
+
+def cpm_category(cpm_abs: float | None, threshold_abs: float) -> str | None:
+    """Return "inhibition" if CPM_abs > +threshold, "facilitation" if < -threshold, else "none" (None if unknown)."""
+    if cpm_abs is None or _nan(cpm_abs):
+        return None
+    if cpm_abs > threshold_abs:
+        return "inhibition"
+    if cpm_abs < -threshold_abs:
+        return "facilitation"
+    return "none"
+
+
+def _nan(x: Any) -> bool:
+    return isinstance(x, float) and math.isnan(x)
+
+
+def _num(x: Any) -> float | None:
+    """Return `x` as float, or None for missing / empty / non-numeric."""
+    if x is None or x == "" or isinstance(x, bool):
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) else v
+
+
+def _mean(values: list[float | None]) -> float | None:
+    ok = [v for v in values if v is not None]
+    return sum(ok) / len(ok) if ok else None
+
+
+def _fields(ev: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in ev.items() if k not in META_KEYS}
+
+
+# ---------------------------------------------------------------------------------------------- dotted paths
+def set_dotted(obj: dict[str, Any], path: str, value: Any) -> None:
+    """Set `obj[a][b][c] = value` for `path` "a.b.c", creating dicts on the way."""
+    parts = path.split(".")
+    cur = obj
+    for p in parts[:-1]:
+        nxt = cur.get(p)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            cur[p] = nxt
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+# ---------------------------------------------------------------------------------------------- protocol threshold
+class ProtocolCache:
+    """Read `analysis.cpm_threshold_abs` from protocol files once per (path, sha256)."""
+
+    def __init__(self, search_dirs: list[Path]) -> None:
+        self.search_dirs = search_dirs
+        self._cache: dict[tuple[str, str], tuple[float | None, str | None]] = {}
+
+    def threshold(self, protocol_path: str | None, sha256: str | None) -> tuple[float | None, str | None]:
+        """Return (threshold, problem) for the recorded protocol; threshold None if the file is not found."""
+        if not protocol_path:
+            return None, "session records no protocol path"
+        key = (protocol_path, sha256 or "")
+        if key not in self._cache:
+            self._cache[key] = self._read(protocol_path, sha256)
+        return self._cache[key]
+
+    def _read(self, protocol_path: str, sha256: str | None) -> tuple[float | None, str | None]:
+        p = Path(protocol_path)
+        candidates = [p] if p.is_absolute() else [d / p for d in self.search_dirs] + [d / p.name for d in self.search_dirs]
+        for c in candidates:
+            if c.is_file():
+                try:
+                    data = tomllib.loads(c.read_text(encoding="utf-8"))
+                    thr = float(data["analysis"]["cpm_threshold_abs"])
+                except (OSError, ValueError, KeyError, TypeError, tomllib.TOMLDecodeError) as e:
+                    return None, f"protocol file {c} has no readable analysis.cpm_threshold_abs ({e})"
+                problem = None
+                if sha256 and file_sha256(c) != sha256:
+                    problem = f"protocol file {c} differs from the sha256 recorded in the session; threshold read from it anyway"
+                return thr, problem
+        return None, f"protocol file {protocol_path} not found (looked in {', '.join(str(d) for d in self.search_dirs)})"
+
+
+def _recorded_threshold(header: dict[str, Any], start_fields: dict[str, Any]) -> float | None:
+    """Return a threshold stored in the session itself (header, results or session_start), if any."""
+    for src in (header.get("results") or {}, header, start_fields):
+        v = _num(src.get("cpm_threshold_abs"))
+        if v is not None:
+            return v
+    for src in (header, start_fields):
+        for key in ("protocol_data", "protocol_snapshot", "protocol_settings"):
+            snap = src.get(key)
+            if isinstance(snap, str):
+                try:
+                    snap = tomllib.loads(snap)
+                except tomllib.TOMLDecodeError:
+                    snap = None
+            if isinstance(snap, dict):
+                v = _num((snap.get("analysis") or {}).get("cpm_threshold_abs"))
+                if v is not None:
+                    return v
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- devices.csv
+def bath_stats(devices_csv: Path, t0: float, t1: float | None) -> tuple[float | None, float | None, float | None, int]:
+    """Return (mean, min, max, n) of `bath_c` samples (°C) in devices.csv with t0 <= t < t1 (t1 None = to the end)."""
+    try:
+        raw = devices_csv.read_bytes()
+    except OSError:
+        return None, None, None, 0
+    nl = raw.find(b"\n")
+    if nl < 0:
+        return None, None, None, 0
+    cols = raw[:nl].decode("utf-8").strip().split(",")
+    try:
+        it, iq, iv = cols.index("t"), cols.index("quantity"), cols.index("value")
+    except ValueError:
+        return None, None, None, 0
+    hi = math.inf if t1 is None else t1
+    vals: list[float] = []
+    pos = 0
+    key = b"bath_c"
+    while True:
+        j = raw.find(key, pos)
+        if j < 0:
+            break
+        ls = raw.rfind(b"\n", 0, j) + 1
+        le = raw.find(b"\n", j)
+        le = len(raw) if le < 0 else le
+        pos = le
+        parts = raw[ls:le].split(b",")
+        try:
+            if parts[iq].strip() != key:
+                continue
+            t = float(parts[it])
+            if t0 <= t < hi:
+                vals.append(float(parts[iv]))
+        except (IndexError, ValueError):
+            continue
+    if not vals:
+        return None, None, None, 0
+    return sum(vals) / len(vals), min(vals), max(vals), len(vals)
+
+
+# ---------------------------------------------------------------------------------------------- one session
+def _ratings_from_events(events: list[dict[str, Any]], phase: str) -> list[float | None]:
+    """Return the final rating per trial of `phase` (None when every attempt was missing), in trial order."""
+    by_trial: dict[int, float | None] = {}
+    for ev in events:
+        if ev.get("event") != "rating" or ev.get("phase") != phase:
+            continue
+        trial = int(_num(ev.get("trial")) or 0)
+        r = None if ev.get("missing") in (True, "True", "true", 1) else _num(ev.get("rating"))
+        if r is not None or trial not in by_trial:
+            by_trial[trial] = r
+    return [by_trial[k] for k in sorted(by_trial)]
+
+
+def read_session(path: Path, protocols: ProtocolCache,
+                 verify: Callable[[Path], list[str]] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """Return (row, warnings) for one session folder; raise SessionError if nothing in it can be read."""
+    warns: list[str] = []
+    header: dict[str, Any] = {}
+    header_ok = False
+    sj = path / "session.json"
+    if sj.exists():
+        try:
+            header = json.loads(sj.read_text(encoding="utf-8"))
+            if not isinstance(header, dict):
+                raise ValueError("not a JSON object")
+            header_ok = True
+        except (OSError, ValueError, UnicodeDecodeError) as e:
+            header = {}
+            warns.append(f"{path}: session.json unreadable ({e}); row built from events.jsonl")
+    events: list[dict[str, Any]] = []
+    ej = path / "events.jsonl"
+    if ej.exists():
+        try:
+            events, problem = read_events(ej)
+            if problem:
+                warns.append(problem)
+        except (SessionError, OSError, UnicodeDecodeError) as e:
+            if not header_ok:
+                raise SessionError(f"{path}: neither session.json nor events.jsonl can be read ({e})") from e
+            warns.append(f"{path}: events.jsonl unreadable ({e}); row built from session.json")
+            events = []
+    elif not header_ok:
+        raise SessionError(f"{path}: neither session.json nor events.jsonl can be read")
+
+    by_event: dict[str, list[dict[str, Any]]] = {}
+    for ev in events:
+        by_event.setdefault(str(ev.get("event")), []).append(ev)
+
+    def first(name: str) -> dict[str, Any] | None:
+        lst = by_event.get(name)
+        return lst[0] if lst else None
+
+    def last(name: str) -> dict[str, Any] | None:
+        lst = by_event.get(name)
+        return lst[-1] if lst else None
+
+    start_fields = _fields(first("session_start") or {})
+    rec: dict[str, Any] = copy.deepcopy(header)
+    for k, v in start_fields.items():
+        rec.setdefault(k, v)
+    # participant / visit from the folder name as the last resort: <participant>/<visit>-<stamp>
+    rec.setdefault("participant", path.parent.name)
+    rec.setdefault("visit", path.name.rsplit("-", 1)[0])
+    end_ev = last("session_end")
+    if not rec.get("status") or (rec.get("status") == "running" and end_ev is not None):
+        rec["status"] = (end_ev or {}).get("status") or "running"
+
+    results = rec.get("results")
+    if not isinstance(results, dict) or not results:
+        res_ev = last("results")
+        if res_ev is not None:
+            f = _fields(res_ev)
+            results = f["results"] if isinstance(f.get("results"), dict) else f
+        else:
+            results = {}
+    results = dict(results)
+    if not results.get("ts_pre_ratings"):
+        results["ts_pre_ratings"] = _ratings_from_events(events, "ts_pre")
+    if not results.get("ts_post_ratings"):
+        results["ts_post_ratings"] = _ratings_from_events(events, "ts_post")
+    if results.get("cs_rating_30s") is None:
+        cs = [r for r in _ratings_from_events(events, "cs") if r is not None]
+        if cs:
+            results["cs_rating_30s"] = cs[0]
+    if results.get("ts_intensity") is None:
+        for st in by_event.get("stimulus", []):
+            if st.get("phase") == "ts_pre":
+                results["ts_intensity"] = _num(st.get("target_c", st.get("target_kpa")))
+                results.setdefault("ts_unit", "C" if "target_c" in st else "kPa")
+                results.setdefault("ts_modality", st.get("modality"))
+                break
+    if results.get("pain60_c") is None:
+        cr = last("calibration_result")
+        if cr is not None and _num(cr.get("pain60_c")) is not None:
+            results["pain60_c"] = _num(cr.get("pain60_c"))
+    rec["results"] = results
+    if not isinstance(rec.get("questionnaires"), dict) or not rec.get("questionnaires"):
+        q: dict[str, Any] = {}
+        for qe in by_event.get("questionnaire", []):
+            name = qe.get("name") or qe.get("questionnaire")
+            if name:
+                q[str(name)] = {"scores": qe.get("scores") or {}}
+        rec["questionnaires"] = q
+
+    # amendments: applied in log order to the dotted path they name
+    amended: list[str] = []
+    amended_paths: set[str] = set()
+    for am in by_event.get("amendment", []):
+        fld = am.get("field")
+        if not isinstance(fld, str) or not fld or fld.split(".")[0] in _PROTECTED:
+            warns.append(f"{path}: amendment seq {am.get('seq')} names no amendable field ({fld!r}); ignored")
+            continue
+        set_dotted(rec, fld, am.get("new"))
+        amended_paths.add(fld)
+        amended.append(f"{fld}: {am.get('old')!r} -> {am.get('new')!r} ({am.get('reason', '')}; {am.get('operator', '')})")
+    results = rec.get("results") if isinstance(rec.get("results"), dict) else {}
+
+    # TS and CPM, recomputed from the (possibly amended) rating lists
+    pre = [_num(x) for x in (results.get("ts_pre_ratings") or [])]
+    post = [_num(x) for x in (results.get("ts_post_ratings") or [])]
+    ts_pre = _num(results.get("ts_pre")) if "results.ts_pre" in amended_paths else _mean(pre)
+    ts_post = _num(results.get("ts_post")) if "results.ts_post" in amended_paths else _mean(post)
+    if ts_pre is None and not pre:
+        ts_pre = _num(results.get("ts_pre"))
+    if ts_post is None and not post:
+        ts_post = _num(results.get("ts_post"))
+    cpm_abs = ts_pre - ts_post if ts_pre is not None and ts_post is not None else None
+    cpm_pct = cpm_abs / ts_pre * 100.0 if cpm_abs is not None and ts_pre not in (None, 0.0) else None
+
+    thr = _recorded_threshold(header, start_fields)
+    thr_source = "session"
+    if thr is None:
+        thr, problem = protocols.threshold(rec.get("protocol"), rec.get("protocol_sha256"))
+        thr_source = "protocol_file"
+        if problem:
+            warns.append(f"{path}: {problem}")
+    if thr is None:
+        thr, thr_source = DEFAULT_CPM_THRESHOLD_ABS, "default"
+        warns.append(f"{path}: CPM threshold unknown; used the default {DEFAULT_CPM_THRESHOLD_ABS}")
+
+    # cold pressor window
+    cps, cpe = first("cold_pressor_start"), last("cold_pressor_end")
+    bath: tuple[float | None, float | None, float | None, int] = (None, None, None, 0)
+    if cps is not None:
+        bath = bath_stats(path / "devices.csv", float(cps["t"]), None if cpe is None else float(cpe["t"]))
+    if bath[3] == 0:
+        bath = (_num(results.get("bath_mean_c")), _num(results.get("bath_min_c")), _num(results.get("bath_max_c")), 0)
+    withdrawal = _num(results.get("withdrawal_s"))
+    wd = first("withdrawal")
+    if withdrawal is None and wd is not None:
+        for k in ("withdrawal_s", "after_s", "elapsed_s"):
+            withdrawal = _num(wd.get(k))
+            if withdrawal is not None:
+                break
+        if withdrawal is None and cps is not None:
+            withdrawal = float(wd["t"]) - float(cps["t"])
+
+    devs = by_event.get("deviation", [])
+    dev_text = " | ".join(f"{d.get('kind', '?')}: {d.get('detail', '')}" for d in devs)
+    cs30 = _num(results.get("cs_rating_30s"))
+    missing: list[str] = [f"ts_pre_{i}" for i, v in enumerate(pre, 1) if v is None]
+    missing += [f"ts_post_{i}" for i, v in enumerate(post, 1) if v is None]
+    if not pre:
+        missing.append("ts_pre")
+    if not post:
+        missing.append("ts_post")
+    if cs30 is None:
+        missing.append("cs_rating_30s")
+
+    start_utc = str(rec.get("start_utc") or "")
+    if not start_utc and events:
+        start_utc = str(events[0].get("wall", ""))
+    row: dict[str, Any] = {
+        "participant": rec.get("participant"), "visit": rec.get("visit"), "date": start_utc[:10] or None,
+        "start_utc": start_utc or None, "status": rec.get("status"), "log_complete": end_ev is not None,
+        "protocol": rec.get("protocol"), "protocol_name": rec.get("protocol_name"),
+        "protocol_sha256": rec.get("protocol_sha256"), "ts_modality": results.get("ts_modality"),
+        "ts_intensity": _num(results.get("ts_intensity")), "ts_unit": results.get("ts_unit"),
+        "pain60_c": _num(results.get("pain60_c")), "ppt_kpa": _num(results.get("ppt_kpa")),
+    }
+    for i, v in enumerate(pre, 1):
+        row[f"ts_pre_{i}"] = v
+    for i, v in enumerate(post, 1):
+        row[f"ts_post_{i}"] = v
+    row.update({
+        "ts_pre": ts_pre, "ts_post": ts_post, "cpm_abs": cpm_abs, "cpm_pct": cpm_pct,
+        "cpm_category": cpm_category(cpm_abs, thr), "cpm_threshold_abs": thr, "cpm_threshold_source": thr_source,
+        "cs_rating_30s": cs30, "cs_rating_flag": results.get("cs_rating_flag") or ("missing" if cs30 is None else ""),
+        "bath_mean_c": bath[0], "bath_min_c": bath[1], "bath_max_c": bath[2], "bath_n": bath[3],
+        "withdrawal_s": withdrawal, "early_withdrawal": withdrawal is not None,
+    })
+    for qname, block in sorted((rec.get("questionnaires") or {}).items()):
+        scores = block.get("scores") if isinstance(block, dict) else None
+        for sub, val in sorted((scores or {}).items()):
+            row[f"{qname}_{sub}"] = _num(val)
+    integrity_ok = None
+    if verify is not None:
+        try:
+            problems = list(verify(path))
+        except CpmError as e:
+            problems = [str(e)]
+        integrity_ok = not problems
+        warns.extend(f"{path}: integrity: {p}" for p in problems)
+    row.update({
+        "n_deviations": len(devs), "deviations": dev_text,
+        "missing_ts_pre": sum(v is None for v in pre) if pre else None,
+        "missing_ts_post": sum(v is None for v in post) if post else None, "missing_cs_rating": cs30 is None,
+        "missing": ";".join(missing), "resumed": bool(rec.get("resumed_from")) or bool(by_event.get("session_resumed")),
+        "amended": bool(amended), "amendments": " | ".join(amended), "integrity_ok": integrity_ok,
+        "log_events": len(events), "path": str(path),
+    })
+    return row, warns
+
+
+def _integrity_verifier() -> Callable[[Path], list[str]] | None:
+    try:
+        mod = importlib.import_module("cpm_session.integrity")
+    except ImportError:
+        return None
+    fn = getattr(mod, "verify_session", None)
+    return fn if callable(fn) else None
+
+
+def summarize(data_dir: str | Path, *, protocol_dirs: list[Path] | None = None,
+              check_integrity: bool = True) -> SummaryResult:
+    """Read every session folder below `data_dir` into one row each; collect warnings instead of stopping.
+
+    Protocol files recorded by relative path are looked for in the current directory, `data_dir`, its
+    parent, the extra `protocol_dirs` and the package's `protocols/` folder.
+    """
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise SessionError(f"data folder {root} does not exist or is not a folder")
+    dirs = [Path.cwd(), root, root.parent, *(protocol_dirs or []), Path(__file__).resolve().parents[2]]
+    protocols = ProtocolCache(dirs)
+    verify = _integrity_verifier() if check_integrity else None
+    rows: list[dict[str, Any]] = []
+    warnings: list[str] = []
+    for p in iter_session_dirs(root):
+        try:
+            row, w = read_session(p, protocols, verify)
+        except (CpmError, OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            warnings.append(f"{p}: unreadable session skipped ({e})")
+            continue
+        rows.append(row)
+        warnings.extend(w)
+    return SummaryResult(_tidy(rows), warnings)
+
+
+def _tidy(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Return rows as a DataFrame with a stable column order, sorted by participant, visit, start."""
+    n_pre = max((sum(k.startswith("ts_pre_") and k[7:].isdigit() for k in r) for r in rows), default=0)
+    n_post = max((sum(k.startswith("ts_post_") and k[8:].isdigit() for k in r) for r in rows), default=0)
+    known = set(BASE_COLUMNS) | set(RESULT_COLUMNS) | set(TAIL_COLUMNS)
+    ts_cols = [f"ts_pre_{i}" for i in range(1, n_pre + 1)] + [f"ts_post_{i}" for i in range(1, n_post + 1)]
+    known |= set(ts_cols)
+    extra = sorted({k for r in rows for k in r} - known)
+    cols = BASE_COLUMNS + ts_cols + RESULT_COLUMNS + extra + TAIL_COLUMNS
+    df = pd.DataFrame.from_records(rows, columns=cols)
+    for c in INT_COLUMNS:
+        df[c] = df[c].astype("Int64")
+    if not df.empty:
+        df = df.sort_values(["participant", "visit", "start_utc"], kind="stable", na_position="last").reset_index(drop=True)
+    return df

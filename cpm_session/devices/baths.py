@@ -1,0 +1,133 @@
+"""Bath drivers: Julabo and Lauda circulators, and a plain serial thermometer in a stirred ice bath."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cpm_session.devices.base import Bath, DeviceInfo
+from cpm_session.devices.transport import Transport
+from cpm_session.devices.wire import julabo, lauda, thermometer
+
+
+class JulaboBath(Bath):
+    """A Julabo circulator. `terminator` is CR (classic units) or CR LF (newer units)."""
+
+    model = "julabo"
+
+    def __init__(self, conn: Any, *, port: str, terminator: bytes = b"\r", timeout_s: float = 1.0) -> None:
+        self.port, self.terminator = port, terminator
+        self.transport = Transport(conn, role=self.role, port=port, min_interval_s=julabo.MIN_COMMAND_INTERVAL_S,
+                                   default_timeout_s=timeout_s)
+
+    def _ask(self, command: str, decode: Any) -> Any:
+        return self.transport.query(julabo.encode(command, self.terminator), decode, command=command, first_only=True)
+
+    def connect(self) -> DeviceInfo:
+        """Identify the unit (`VERSION`) and read its status (`STATUS`); a negative status code fails."""
+        self.transport.start()
+        version = self._ask(julabo.READ_VERSION, julabo.decode_version)
+        status = self._ask(julabo.READ_STATUS, julabo.decode_status)
+        return DeviceInfo(self.role, self.model, self.port, version, "",
+                          {"status": f"{status.code:02d} {status.text}"})
+
+    def read_c(self) -> float:
+        """Return the bath temperature (`IN_PV_00`)."""
+        return float(self._ask(julabo.READ_TEMPERATURE, julabo.decode_float))
+
+    def setpoint_c(self) -> float | None:
+        """Return the working set point (`IN_SP_00`)."""
+        return float(self._ask(julabo.READ_SETPOINT, julabo.decode_float))
+
+    def set_setpoint(self, setpoint_c: float) -> float:
+        """Send `OUT_SP_00 x.xx` (no reply) and return the set point read back."""
+        data = julabo.encode_setpoint(setpoint_c, self.terminator)
+        self.transport.write(data, command=data.decode().strip())
+        back = self.setpoint_c()
+        from cpm_session.errors import DeviceError
+
+        if back is None or abs(back - setpoint_c) > 0.01:
+            raise DeviceError(f"set point read back as {back}, expected {setpoint_c:.2f}",
+                              role=self.role, port=self.port, command=data.decode().strip())
+        return back
+
+    def running(self) -> bool:
+        """Return True if the circulator is running (`IN_MODE_05`)."""
+        return bool(self._ask(julabo.READ_RUNNING, julabo.decode_running))
+
+    def close(self) -> None:
+        """Release the port (the bath keeps running). Never raises."""
+        self.transport.close()
+
+
+class LaudaBath(Bath):
+    """A Lauda thermostat (9600 baud, CR LF)."""
+
+    model = "lauda"
+
+    def __init__(self, conn: Any, *, port: str, timeout_s: float = 1.0) -> None:
+        self.port = port
+        self.transport = Transport(conn, role=self.role, port=port, min_interval_s=lauda.MIN_COMMAND_INTERVAL_S,
+                                   default_timeout_s=timeout_s)
+
+    def _ask(self, command: str, decode: Any) -> Any:
+        return self.transport.query(lauda.encode(command), decode, command=command, first_only=True)
+
+    def connect(self) -> DeviceInfo:
+        """Identify the unit (`TYPE`)."""
+        self.transport.start()
+        return DeviceInfo(self.role, self.model, self.port, self._ask(lauda.READ_TYPE, lauda.decode_type))
+
+    def read_c(self) -> float:
+        """Return the bath temperature (`IN_PV_00`)."""
+        return float(self._ask(lauda.READ_TEMPERATURE, lauda.decode_float))
+
+    def setpoint_c(self) -> float | None:
+        """Return the set point (`IN_SP_00`)."""
+        return float(self._ask(lauda.READ_SETPOINT, lauda.decode_float))
+
+    def set_setpoint(self, setpoint_c: float) -> float:
+        """Send `OUT_SP_00_xxx.xx`, expect `OK`, and return the set point read back."""
+        data = lauda.encode_setpoint(setpoint_c)
+        cmd = data.decode().strip()
+        def ok(m: bytes) -> bool:
+            lauda.decode_ok(m)
+            return True
+
+        self.transport.query(data, ok, command=cmd, first_only=True)
+        back = self.setpoint_c()
+        from cpm_session.errors import DeviceError
+
+        if back is None or abs(back - setpoint_c) > 0.01:
+            raise DeviceError(f"set point read back as {back}, expected {setpoint_c:.2f}",
+                              role=self.role, port=self.port, command=cmd)
+        return back
+
+    def close(self) -> None:
+        """Release the port. Never raises."""
+        self.transport.close()
+
+
+class SerialThermometer(Bath):
+    """A read-only serial thermometer: sends `query` + CR LF, reads one temperature line."""
+
+    model = "serial-thermometer"
+
+    def __init__(self, conn: Any, *, port: str, query: str = thermometer.DEFAULT_QUERY, timeout_s: float = 1.0) -> None:
+        self.port, self.query = port, query
+        self._data = thermometer.encode_query(query)
+        self.transport = Transport(conn, role=self.role, port=port, default_timeout_s=timeout_s)
+
+    def connect(self) -> DeviceInfo:
+        """Take one reading to prove the probe answers."""
+        self.transport.start()
+        t = self.read_c()
+        return DeviceInfo(self.role, self.model, self.port, "serial thermometer", "", {"first_reading_c": f"{t:.2f}"})
+
+    def read_c(self) -> float:
+        """Return the probe temperature."""
+        return float(self.transport.query(self._data, thermometer.decode_temperature, command=self.query,
+                                          first_only=True))
+
+    def close(self) -> None:
+        """Release the port. Never raises."""
+        self.transport.close()

@@ -1,0 +1,203 @@
+"""Simulated devices with dynamics computed from a Clock: ramps, plateaus, returns, drift, noise.
+
+Temperatures are computed analytically from the time of the last command, so a simulated visit
+behaves the same on a virtual clock (tests) and a scaled real clock (demo).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from cpm_session.clock import Clock
+from cpm_session.devices.base import Algometer, Bath, DeviceInfo, Thermode, ThermodeReading
+
+SIM_PORT = "sim://"
+ZONES = 5
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """Temperature course from `t0`: from `start_c` ramp to `target_c`, hold until `t_end`, return to neutral."""
+
+    t0: float
+    start_c: float
+    target_c: float
+    rise_c_per_s: float
+    return_c_per_s: float
+    t_end: float
+
+    def at(self, t: float, neutral_c: float) -> float:
+        if t <= self.t0:
+            return self.start_c
+        if t < self.t_end:
+            up = self.start_c + np.sign(self.target_c - self.start_c) * self.rise_c_per_s * (t - self.t0)
+            return float(min(up, self.target_c) if self.target_c >= self.start_c else max(up, self.target_c))
+        at_end = self.at(self.t_end - 1e-9, neutral_c) if self.t_end > self.t0 else self.start_c
+        back = at_end - np.sign(at_end - neutral_c) * self.return_c_per_s * (t - self.t_end)
+        return float(max(back, neutral_c) if at_end >= neutral_c else min(back, neutral_c))
+
+
+class SimThermode(Thermode):
+    """A five-zone thermode whose stimuli are timed by the (simulated) device."""
+
+    model = "sim"
+    port = SIM_PORT
+
+    def __init__(self, clock: Clock, cap_c: float, neutral_c: float, *, noise_c: float = 0.02,
+                 rng: np.random.Generator | None = None) -> None:
+        super().__init__(cap_c, neutral_c)
+        self.clock = clock
+        self.noise_c = noise_c
+        self.rng = rng or np.random.default_rng(0)
+        self._seg: _Segment | None = None
+        self._lock = threading.Lock()
+        self.commands: list[tuple[float, str, dict[str, float]]] = []  # (t, command, params) for tests
+        self.device_max_c = cap_c
+        self.connected = False
+
+    def connect(self) -> DeviceInfo:
+        """Set the device-side maximum to the cap and report identity."""
+        self.device_max_c = self.cap_c
+        self.connected = True
+        self.commands.append((self.clock.now(), "connect", {"max_c": self.cap_c, "neutral_c": self.neutral_c}))
+        return DeviceInfo("thermode", self.model, self.port, "SIM-TCS", "sim-1.0", {"max_c": f"{self.device_max_c:.1f}"})
+
+    def _now_c(self, t: float) -> float:
+        return self._seg.at(t, self.neutral_c) if self._seg else self.neutral_c
+
+    def stimulate(self, target_c: float, rise_c_per_s: float, return_c_per_s: float, duration_s: float) -> None:
+        """Ramp to `target_c` at `rise_c_per_s`, hold until `duration_s` after launch, return on its own."""
+        self.check_target(target_c)
+        target_c = min(target_c, self.device_max_c)  # the device's own limit, like TCS `Om`
+        with self._lock:
+            t = self.clock.now()
+            self._seg = _Segment(t, self._now_c(t), target_c, rise_c_per_s, return_c_per_s, t + duration_s)
+            self.commands.append((t, "launch", {"target_c": target_c, "duration_s": duration_s}))
+
+    def abort(self) -> None:
+        """Return to neutral at once (fast return from the current temperature)."""
+        with self._lock:
+            t = self.clock.now()
+            cur = self._now_c(t)
+            # a real TCS returns at its maximum speed on abort; model 300 °C/s (back within ~50 ms)
+            self._seg = _Segment(t, cur, cur, 300.0, 300.0, t)
+            self.commands.append((t, "abort", {}))
+
+    def temperature_at(self, t: float) -> float:
+        """Return the noiseless zone temperature at session time `t`."""
+        return self._now_c(t)
+
+    def read(self) -> ThermodeReading:
+        """Return the current temperatures with a little sensor noise."""
+        t = self.clock.now()
+        base = self._now_c(t)
+        zones = tuple(float(round(base + self.rng.normal(0, self.noise_c), 1)) for _ in range(ZONES))
+        return ThermodeReading(t, self.neutral_c, zones)
+
+    def close(self) -> None:
+        """Abort any stimulus."""
+        self.abort()
+        self.connected = False
+
+
+class SimBath(Bath):
+    """A cold-water bath that drifts slowly with sensor noise; can be forced out of range."""
+
+    model = "sim"
+    port = SIM_PORT
+
+    def __init__(self, clock: Clock, *, temperature_c: float = 2.5, drift_c_per_min: float = 0.05,
+                 noise_c: float = 0.03, setpoint_c: float | None = 2.5, wander_c: float = 0.15,
+                 wander_period_s: float = 300.0, rng: np.random.Generator | None = None) -> None:
+        self.clock = clock
+        self.t0_c = temperature_c
+        self.drift = drift_c_per_min
+        self.noise_c = noise_c
+        self._setpoint = setpoint_c
+        self.rng = rng or np.random.default_rng(1)
+        self.wander_c, self.wander_period_s = wander_c, wander_period_s
+        self.offset_c = 0.0  # tests: force out of range
+
+    def connect(self) -> DeviceInfo:
+        """Report identity."""
+        return DeviceInfo("bath", self.model, self.port, "SIM-BATH", "sim-1.0")
+
+    def read_c(self) -> float:
+        """Return the bath temperature now."""
+        t = self.clock.now()
+        wander = self.wander_c * math.sin(2 * math.pi * t / self.wander_period_s)  # thermostat cycling
+        return float(self.t0_c + self.drift * t / 60.0 + wander + self.offset_c + self.rng.normal(0, self.noise_c))
+
+    def setpoint_c(self) -> float | None:
+        """Return the set point."""
+        return self._setpoint
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class SimAlgometer(Algometer):
+    """A pressure algometer; the simulated examiner presses with `press()` (force ramps, then releases)."""
+
+    model = "sim"
+    port = SIM_PORT
+
+    def __init__(self, clock: Clock, *, probe_area_cm2: float = 1.0, noise_kpa: float = 1.0,
+                 rng: np.random.Generator | None = None) -> None:
+        self.clock = clock
+        self.probe_area_cm2 = probe_area_cm2
+        self.noise_kpa = noise_kpa
+        self.rng = rng or np.random.default_rng(2)
+        self._press: tuple[float, float, float, float] | None = None  # t0, rate, stop_kpa, hold_s
+        self._clear_t = 0.0
+        self._zero_kpa = 0.0
+
+    def connect(self) -> DeviceInfo:
+        """Report identity."""
+        return DeviceInfo("algometer", self.model, self.port, "SIM-ALGO", "sim-1.0")
+
+    def press(self, rate_kpa_per_s: float, stop_kpa: float, hold_s: float = 0.0) -> float:
+        """Start a press: ramp at `rate_kpa_per_s` to `stop_kpa`, hold `hold_s`, release. Return seconds it takes."""
+        self._press = (self.clock.now(), rate_kpa_per_s, stop_kpa, hold_s)
+        return stop_kpa / rate_kpa_per_s + hold_s
+
+    def _pressure(self, t: float) -> float:
+        if not self._press:
+            return 0.0
+        t0, rate, stop, hold = self._press
+        if t < t0:
+            return 0.0
+        t_peak = t0 + stop / rate
+        if t <= t_peak:
+            return rate * (t - t0)
+        return stop if t <= t_peak + hold else 0.0
+
+    def read_kpa(self) -> float:
+        """Return the current pressure."""
+        return max(0.0, self._pressure(self.clock.now()) + float(self.rng.normal(0, self.noise_kpa)) - self._zero_kpa)
+
+    def peak_kpa(self) -> float:
+        """Return the peak pressure since the last clear."""
+        if not self._press:
+            return 0.0
+        t0, rate, stop, _ = self._press
+        if t0 < self._clear_t:
+            return 0.0
+        t = self.clock.now()
+        return float(min(stop, rate * max(0.0, t - t0)))
+
+    def clear_peak(self) -> None:
+        """Reset the peak."""
+        self._clear_t = self.clock.now()
+        self._press = None
+
+    def zero(self) -> None:
+        """Tare."""
+        self._zero_kpa = 0.0
+
+    def close(self) -> None:
+        """Nothing to release."""

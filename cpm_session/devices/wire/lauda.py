@@ -1,0 +1,67 @@
+"""Lauda thermostats: text commands ended by CR LF, 9600 baud 8N1; replies end with CR LF.
+
+`IN_PV_00` → bath temperature (`003.05` or `3.05`), `IN_SP_00` → set point, `OUT_SP_00_003.00`
+sets it and answers `OK`, `TYPE` → the unit type. Errors: `ERR_n`. Leave 250 ms between commands.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from cpm_session.devices.wire import WireError, clean_line, parse_number
+
+MIN_COMMAND_INTERVAL_S = 0.25
+SERIAL = {"baudrate": 9600, "bytesize": 8, "parity": "N", "stopbits": 1, "rtscts": False}
+TERMINATOR = b"\r\n"
+
+READ_TEMPERATURE = "IN_PV_00"
+READ_SETPOINT = "IN_SP_00"
+READ_TYPE = "TYPE"
+SETPOINT_RANGE_C = (-99.99, 300.0)
+_ERR = re.compile(r"^ERR_?(\d+)$", re.IGNORECASE)
+
+
+def encode(command: str) -> bytes:
+    """Return `command` as bytes with CR LF."""
+    if not command or not command.isascii() or any(c in command for c in "\r\n"):
+        raise ValueError(f"bad Lauda command {command!r}")
+    return command.encode("ascii") + TERMINATOR
+
+
+def encode_setpoint(setpoint_c: float) -> bytes:
+    """Return `OUT_SP_00_003.00` setting the set point to `setpoint_c` (answer: `OK`)."""
+    if not (math.isfinite(setpoint_c) and SETPOINT_RANGE_C[0] <= setpoint_c <= SETPOINT_RANGE_C[1]):
+        raise ValueError(f"set point {setpoint_c!r} °C outside {SETPOINT_RANGE_C}")
+    sign = "-" if setpoint_c < 0 else ""
+    return encode(f"OUT_SP_00_{sign}{abs(setpoint_c):06.2f}")
+
+
+def _check_error(text: str, msg: bytes) -> None:
+    m = _ERR.match(text)
+    if m:
+        raise WireError(f"Lauda error ERR_{m.group(1)}", msg)
+
+
+def decode_float(msg: bytes) -> float:
+    """Decode a numeric reply (`003.05`, `-1.20`); `ERR_n` raises WireError."""
+    text = clean_line(msg)
+    _check_error(text, msg)
+    return parse_number(text, msg)
+
+
+def decode_ok(msg: bytes) -> None:
+    """Accept `OK`; `ERR_n` or anything else raises WireError."""
+    text = clean_line(msg)
+    _check_error(text, msg)
+    if text.upper() != "OK":
+        raise WireError("expected OK", msg)
+
+
+def decode_type(msg: bytes) -> str:
+    """Decode the `TYPE` reply (printable text)."""
+    text = clean_line(msg)
+    _check_error(text, msg)
+    if not text or not text.isprintable():
+        raise WireError("empty or unprintable type", msg)
+    return text

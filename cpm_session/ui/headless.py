@@ -1,0 +1,86 @@
+"""A participant 'screen' with no window: for tests, benchmarks and unattended simulation.
+
+Ratings come from a responder (the simulated participant); staff keys can be scripted at session
+times with `press(key, at_t)`, so every staff path is testable on a virtual clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from cpm_session.clock import Clock
+from cpm_session.ui.base import Choice, ParticipantUI, RatingPrompt, RatingResult, Responder
+
+RATING_POLL_S = 0.1
+"""Session seconds between key checks while a headless rating is pending."""
+
+
+class HeadlessUI(ParticipantUI):
+    """Records what would be shown; answers through responders; delivers scripted keys."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.shown: list[tuple[float, str, str]] = []
+        self.status: dict[str, Any] = {}
+        self.texts: list[str] = []  # answers for ask_text, consumed in order
+        self._keys: list[tuple[float, str]] = []
+        self.opened = False
+
+    def press(self, key: str, at_t: float) -> None:
+        """Schedule a staff key press at session time `at_t`."""
+        self._keys.append((at_t, key))
+        self._keys.sort()
+
+    def open(self) -> None:
+        self.opened = True
+
+    def close(self) -> None:
+        self.opened = False
+
+    def show(self, screen: str, text: str, countdown_to: float | None = None) -> None:
+        if not self.shown or self.shown[-1][1] != screen:
+            self.shown.append((self.clock.now(), screen, text))
+
+    def next_key_t(self) -> float | None:
+        """Return when the next scripted key is due (the engine shortens its waits to it)."""
+        return self._keys[0][0] if self._keys else None
+
+    def tick(self) -> None:
+        now = self.clock.now()
+        while self._keys and self._keys[0][0] <= now + 1e-9:
+            _, key = self._keys.pop(0)
+            if self.key_handler:
+                self.key_handler(key)
+
+    def rate(self, prompt: RatingPrompt, responder: Responder | None) -> RatingResult:
+        self.show("rating", prompt.question)
+        t0 = self.clock.now()
+        value, rt = responder(prompt) if responder else (None, prompt.timeout_s)
+        if value is None or rt >= prompt.timeout_s:
+            value, rt = None, prompt.timeout_s
+        end = t0 + rt
+        while self.clock.now() < end - 1e-9:
+            self.tick()
+            step = end - self.clock.now()
+            nk = self.next_key_t()
+            if nk is not None and nk > self.clock.now():
+                step = min(step, nk - self.clock.now())
+            self.clock.sleep(min(step, RATING_POLL_S) if nk is not None else step)
+        self.tick()
+        trace = [(t0, value)] if value is not None else []
+        return RatingResult(value, rt if value is not None else None, trace, self.prompt_geometry(prompt))
+
+    def prompt_geometry(self, prompt: RatingPrompt) -> dict[str, Any]:
+        return {"slider_px": None, "confirm_px": None, "window_px": None}
+
+    def choose(self, choice: Choice, responder: Callable[[Choice], int | None] | None) -> int | None:
+        self.show("question", choice.question)
+        self.clock.sleep(1.0)
+        self.tick()
+        return responder(choice) if responder else None
+
+    def set_status(self, status: dict[str, Any]) -> None:
+        self.status = dict(status)
+
+    def ask_text(self, title: str) -> str | None:
+        return self.texts.pop(0) if self.texts else None

@@ -88,7 +88,8 @@ class Transport:
         self._fault_reason = ""
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
-        self._last_write = -1e9
+        # a unit may still be digesting the previous program's last command: space the first one too
+        self._last_write = time.monotonic() if min_interval_s > 0 else -1e9
         self._current_command = "(none)"
         self.recent: deque[bytes] = deque(maxlen=RECENT_MESSAGES)
         self.bytes_in = 0
@@ -202,8 +203,8 @@ class Transport:
             if tail:
                 raise DeviceTimeout(f"incomplete reply within {timeout:g} s", role=self.role, port=self.port,
                                     command=cmd, reply=_shorten(tail))
-            raise DeviceTimeout(f"no reply within {timeout:g} s", role=self.role, port=self.port,
-                                command=cmd, reply=b"")
+            raise DeviceTimeout(f"no reply within {timeout:g} s (nothing came back)", role=self.role,
+                                port=self.port, command=cmd)
 
     # ---- reader thread --------------------------------------------------------------------------
     def _offer(self, waiter: _Waiter[Any], msg: bytes, stream_item: bool) -> bool:

@@ -14,6 +14,7 @@ import select
 import threading
 import time
 import tty
+from typing import Self
 
 IDLE_WAKE_S = 0.05
 """Longest the emulator thread sleeps when nothing is scheduled (wall seconds)."""
@@ -51,7 +52,7 @@ class PtyEmulator:
         return (time.perf_counter() - self._t0) * self.speed
 
     # ---- lifecycle ------------------------------------------------------------------------------
-    def start(self) -> PtyEmulator:
+    def start(self) -> Self:
         """Start the emulator thread; return self."""
         if self._thread is None:
             self._running.set()
@@ -74,7 +75,7 @@ class PtyEmulator:
                 pass
         self._master = self._slave = -1
 
-    def __enter__(self) -> PtyEmulator:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

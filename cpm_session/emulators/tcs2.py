@@ -195,10 +195,10 @@ class TcsEmulator(PtyEmulator):
             self.send(("\r\nTCS II serial commands (emulated)\r\n'H' : this help\r\n'?' : returns 'TCS'\r\n"
                        f"Firmware: {FIRMWARE}\r\nProbe ID: {PROBE_ID}\r\nProbe TYPE: {PROBE_TYPE}\r\n").encode())
         elif head == b"P":
-            z = self.zone
+            zs = self.zone
             lines = [f"N{round(self.neutral_c * 10):03d} S{self.zones} Om{round(self.max_c * 10):03d}"]
             lines += [f"C{i + 1}{round(q.target_c * 10):03d} V{i + 1}{round(q.rise * 10):04d} "
-                      f"R{i + 1}{round(q.ret * 10):04d} D{i + 1}{round(q.duration_s * 1000):05d}" for i, q in enumerate(z)]
+                      f"R{i + 1}{round(q.ret * 10):04d} D{i + 1}{round(q.duration_s * 1000):05d}" for i, q in enumerate(zs)]
             self.send(("\r\n" + "\r\n".join(lines) + "\r\n").encode())
         elif head == b"Q":
             self.send(b"\r\n000000\r\n")

@@ -1,0 +1,26 @@
+"""`cpm-session check-station FILE [--protocol FILE]`: open every device, show it, pass/fail each requirement."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "check-station"
+HELP = "Open every device of a station file, print identity and readings, and check it is ready for a visit."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("station", help="station file (hardware/*.toml)")
+    p.add_argument("--protocol", help="protocol file: checks the bath against its cold-pressor range and uses its "
+                                      "thermode cap and neutral temperature")
+    p.add_argument("--bath-window", type=float, default=3.0, help="seconds over which the bath must be stable")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cpm_session.protocol import load_protocol
+    from cpm_session.station import load_station
+    from cpm_session.station_check import check_station
+
+    station = load_station(args.station)
+    protocol = load_protocol(args.protocol) if args.protocol else None
+    report = check_station(station, protocol, bath_window_s=args.bath_window)
+    return 0 if report.ok else 1

@@ -144,10 +144,10 @@ def load_session(path: Path) -> SessionData:
 def read_adverse_events(data_dir: Path, participant: str) -> list[dict[str, Any]]:
     """Return a participant's adverse events, one dict per ae_id (later lines update earlier ones)."""
     try:
-        from cpm_session.adverse_events import list_adverse_events  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        list_adverse_events = None
-    if list_adverse_events is not None:
+        from cpm_session.adverse_events import list_adverse_events
+    except ImportError:  # older installs without the adverse-event module: read the log directly
+        pass
+    else:
         return [dict(a) for a in list_adverse_events(data_dir, participant)]
     path = data_dir / participant / AE_LOG
     if not path.is_file():

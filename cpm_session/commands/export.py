@@ -1,0 +1,31 @@
+"""`cpm-session export {bids,redcap} DATA_DIR OUT_DIR`: share a study's data in standard formats."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "export"
+HELP = "Export a data folder as a BIDS behavioural dataset or a REDCap import set (into an empty folder)."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("format", choices=["bids", "redcap"], help="bids: BIDS 1.9.0 beh dataset; redcap: REDCap CSVs")
+    p.add_argument("data_dir", help="the data folder (<participant>/<visit>-<stamp>/ session folders)")
+    p.add_argument("out_dir", help="an empty or new output folder")
+    p.add_argument("--include-unverified", action="store_true",
+                   help="export sessions that fail `cpm-session verify` too, marked FAILED (default: refuse)")
+    p.add_argument("--sourcedata", action="store_true",
+                   help="bids only: also copy the original session folders into sourcedata/")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cpm_session.export.bids import export_bids
+    from cpm_session.export.redcap import export_redcap
+
+    if args.format == "bids":
+        files = export_bids(args.data_dir, args.out_dir, include_unverified=args.include_unverified,
+                            sourcedata=args.sourcedata)
+    else:
+        files = export_redcap(args.data_dir, args.out_dir, include_unverified=args.include_unverified)
+    print(f"wrote {len(files)} files to {args.out_dir} ({args.format})")
+    return 0

@@ -9,7 +9,7 @@ Known keys (anything else is shown as-is under "other"):
     countdowns ({label: seconds left}); thermode_c, thermode_target_c, bath_c (°C);
     bath_range ([min_c, max_c]: bath_c outside it is shown as a warning); pressure_kpa (kPa);
     last_rating (number or None, or {"phase", "trial", "value"}); warnings (list of str, replaces
-    the previous list); simulate (bool).
+    the previous list); warning (one str; empty clears it); simulate (bool).
 
 The view never raises: with `enabled=False`, or when stdout is not a terminal, it only keeps the
 state (for `render()` and tests); any error from the terminal library disables the live panel.
@@ -36,7 +36,7 @@ TITLE = "cpm-session: staff view (the participant does not see this)"
 
 _KNOWN_KEYS = (
     "participant", "visit", "operator", "phase", "next_action", "t", "speed", "countdowns", "thermode_c",
-    "thermode_target_c", "bath_c", "bath_range", "pressure_kpa", "last_rating", "warnings", "simulate",
+    "thermode_target_c", "bath_c", "bath_range", "pressure_kpa", "last_rating", "warnings", "warning", "simulate",
 )
 
 
@@ -123,6 +123,8 @@ class StatusView:
         with self._lock:
             state = dict(self.state)
         out = [str(w) for w in (state.get("warnings") or [])]
+        if state.get("warning"):
+            out.append(str(state["warning"]))
         bath, rng = state.get("bath_c"), state.get("bath_range")
         try:
             if bath is not None and rng is not None and not (float(rng[0]) <= float(bath) <= float(rng[1])):

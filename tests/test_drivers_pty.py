@@ -1,0 +1,307 @@
+"""Real drivers over real pseudo-terminals against the emulators: exact bytes, read-back, abort, kill safety."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+import serial
+
+from cpm_session.clock import RealClock
+from cpm_session.devices.real import open_real, serial_settings
+from cpm_session.devices.tcs2 import TcsThermode
+from cpm_session.emulators import AlgometerEmulator, BathEmulator, TcsEmulator
+from cpm_session.errors import DeviceError, SafetyLimitError, StationFileError
+from cpm_session.station import RoleConfig
+
+CAP_C, NEUTRAL_C = 49.0, 32.0
+
+
+def wait_for(pred, timeout=3.0, step=0.005):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+@pytest.fixture
+def tcs():
+    emu = TcsEmulator(speed=10.0).start()
+    dev = open_real("thermode", RoleConfig(model="tcs2", port=emu.port), cap_c=CAP_C, neutral_c=NEUTRAL_C,
+                    clock=RealClock(10.0))
+    yield emu, dev
+    dev.close()
+    emu.stop()
+
+
+def test_connect_sets_om_and_reads_it_back(tcs):
+    emu, dev = tcs
+    info = dev.connect()
+    assert info.identity == "TCS" and info.firmware == "TCS II emulator 1.0"
+    assert info.extra["device_max_c"] == "49.0" and info.extra["probe_id"] == "EMU-0001"
+    assert emu.max_c == 49.0 and emu.neutral_c == 32.0 and emu.zones == "11111"
+    assert emu.received_bytes() == b"?HOaObN320S11111Om490PQ"
+
+
+def test_connect_fails_when_om_is_not_taken(tcs):
+    emu, dev = tcs
+    original = emu._execute
+
+    def ignore_om(c: bytes) -> None:
+        if not c.startswith(b"Om"):
+            original(c)
+
+    emu._execute = ignore_om  # a device that silently drops Om (power-on maximum 60.0 stays)
+    with pytest.raises(DeviceError, match="maximum read back as 60.0"):
+        dev.connect()
+
+
+def test_stimulate_sends_exact_bytes_then_device_times_it(tcs):
+    emu, dev = tcs
+    dev.connect()
+    emu.clear_received()
+    dev.stimulate(45.5, 30.0, 40.0, 5.0)
+    assert wait_for(lambda: emu.received_bytes().endswith(b"L"))
+    assert emu.received_bytes() == b"N320S11111C0455V00300R00400D005000L"
+    assert wait_for(lambda: emu.stimulating)
+    assert emu.stimuli[-1].targets_c == (45.5,) * 5
+
+
+def test_cap_refusal_sends_nothing(tcs):
+    emu, dev = tcs
+    dev.connect()
+    emu.clear_received()
+    for bad in (49.1, 55.0, -1.0):
+        with pytest.raises(SafetyLimitError):
+            dev.stimulate(bad, 30.0, 30.0, 2.0)
+    time.sleep(0.1)
+    assert emu.received_bytes() == b""
+    assert not emu.stimuli
+
+
+def test_read_returns_streamed_temperature_with_session_time(tcs):
+    emu, dev = tcs
+    dev.connect()
+    dev.stimulate(40.0, 10.0, 10.0, 3.0)
+    assert wait_for(lambda: dev.read().mean_c > 35.0, timeout=2.0)
+    r = dev.read()
+    assert r.neutral_c == 32.0 and len(r.zones_c) == 5
+    assert 0 < r.t <= dev.clock.now()
+    assert abs(r.mean_c - emu.temps()[0]) < 1.5  # the stream lags the device by at most one line
+
+
+def test_abort_goes_out_while_a_query_is_in_flight(tcs):
+    emu, dev = tcs
+    dev.connect()
+    dev.stimulate(45.0, 5.0, 10.0, 30.0)  # a long stimulus: 30 device s = 3 wall s
+    assert wait_for(lambda: emu.stimulating)
+    emu.ignore_next(1)  # the device will not answer the next query: it stays in flight for 2 s
+    holder = threading.Thread(target=lambda: pytest.raises(DeviceError, dev.transport.query, b"Q",
+                                                           lambda m: None, command="Q", timeout_s=2.0))
+    holder.start()
+    time.sleep(0.05)
+    assert dev.transport._txn.acquire(blocking=False) is False  # the query holds the request lock
+    t0 = time.perf_counter()
+    dev.abort()
+    assert wait_for(lambda: emu.first_arrival(b"A", t0) is not None, timeout=1.0)
+    latency = emu.first_arrival(b"A", t0) - t0
+    assert holder.is_alive() and latency < 0.1
+    assert wait_for(lambda: not emu.stimulating) and emu.stimuli[-1].aborted_t is not None
+    assert wait_for(lambda: emu.at_neutral(), timeout=3.0)
+    holder.join()
+
+
+HOST_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from cpm_session.clock import RealClock
+    from cpm_session.devices.real import open_real
+    from cpm_session.station import RoleConfig
+    dev = open_real("thermode", RoleConfig(model="tcs2", port=sys.argv[1]), cap_c=49.0, neutral_c=32.0,
+                    clock=RealClock(float(sys.argv[2])))
+    dev.connect()
+    dev.stimulate(46.0, 20.0, 20.0, 4.0)
+    print("launched", flush=True)
+    time.sleep(60)
+""")
+
+
+def test_killed_host_cannot_leave_heat_on():
+    speed = 4.0
+    emu = TcsEmulator(speed=speed).start()
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", HOST_SCRIPT, emu.port, str(speed)], stdout=subprocess.PIPE,
+                                text=True)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "launched"
+        assert wait_for(lambda: emu.stimulating, timeout=2.0)
+        os.kill(proc.pid, signal.SIGKILL)  # no close(), no abort: the host is gone
+        proc.wait(5)
+        launch = emu.stimuli[-1].launch_t
+        assert wait_for(lambda: max(emu.temps()) > 40.0, timeout=2.0)
+        # duration 4 s (rise + plateau), then 14 °C back at 20 °C/s: neutral by launch + 4.7 device s
+        assert wait_for(lambda: emu.at_neutral(), timeout=(4.0 + 0.7 + 0.5) / speed + 1.0)
+        assert emu.now() - launch <= 4.0 + 0.7 + 0.5 + 1.0 * speed
+        assert not any(c == b"A" for _, c in emu.commands)  # it came back on its own, not by abort
+    finally:
+        emu.stop()
+
+
+def test_close_sends_abort(tcs):
+    emu, dev = tcs
+    dev.connect()
+    dev.stimulate(44.0, 5.0, 10.0, 30.0)
+    assert wait_for(lambda: emu.stimulating)
+    dev.close()
+    assert wait_for(lambda: not emu.stimulating) and emu.stimuli[-1].aborted_t is not None
+
+
+# ---- baths --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("terminator, wire_end", [("cr", b"\r"), ("crlf", b"\r\n")])
+def test_julabo_driver_spacing_and_setpoint(terminator, wire_end):
+    emu = BathEmulator(speed=1.0, model="julabo", start_c=2.5, strict_spacing=True).start()
+    try:
+        dev = open_real("bath", RoleConfig(model="julabo", port=emu.port, terminator=terminator), cap_c=CAP_C,
+                        neutral_c=NEUTRAL_C, clock=RealClock())
+        info = dev.connect()
+        assert info.identity.startswith("JULABO") and info.extra["status"] == "03 REMOTE START"
+        assert dev.read_c() == pytest.approx(2.5, abs=0.01)
+        assert dev.set_setpoint(3.0) == 3.0
+        assert dev.running() is True
+        dev.close()
+        assert emu.received_bytes() == wire_end.join(
+            [b"VERSION", b"STATUS", b"IN_PV_00", b"OUT_SP_00 3.00", b"IN_SP_00", b"IN_MODE_05"]) + wire_end
+        stamps = [t for t, _ in emu.received]
+        assert len(stamps) == 6 and min(b - a for a, b in zip(stamps, stamps[1:])) >= 0.245
+        assert emu.spacing_violations == 0
+    finally:
+        emu.stop()
+
+
+def test_julabo_classic_serial_settings():
+    emu = BathEmulator(model="julabo").start()
+    try:
+        cfg = RoleConfig(model="julabo", port=emu.port, variant="classic")
+        assert serial_settings(cfg) == {"baudrate": 4800, "bytesize": 7, "parity": "E", "stopbits": 1, "rtscts": True}
+        dev = open_real("bath", cfg, cap_c=CAP_C, neutral_c=NEUTRAL_C, clock=RealClock())
+        conn = dev.transport.conn
+        assert (conn.baudrate, conn.bytesize, conn.parity, conn.rtscts) == (4800, serial.SEVENBITS, "E", True)
+        dev.close()
+        with pytest.raises(StationFileError, match="variant"):
+            open_real("bath", RoleConfig(model="julabo", port=emu.port, variant="vintage"), cap_c=CAP_C,
+                      neutral_c=NEUTRAL_C, clock=RealClock())
+    finally:
+        emu.stop()
+
+
+def test_lauda_driver():
+    emu = BathEmulator(model="lauda", start_c=3.2).start()
+    try:
+        dev = open_real("bath", RoleConfig(model="lauda", port=emu.port), cap_c=CAP_C, neutral_c=NEUTRAL_C,
+                        clock=RealClock())
+        assert dev.transport.conn.baudrate == 9600
+        assert dev.connect().identity == "ECO RE 1050 (emulated)"
+        assert dev.read_c() == pytest.approx(3.2, abs=0.01)
+        assert dev.set_setpoint(2.0) == 2.0
+        dev.close()
+        assert emu.received_bytes() == b"TYPE\r\nIN_PV_00\r\nOUT_SP_00_002.00\r\nIN_SP_00\r\n"
+    finally:
+        emu.stop()
+
+
+def test_serial_thermometer_driver():
+    emu = BathEmulator(model="serial-thermometer", start_c=-0.4).start()
+    try:
+        dev = open_real("bath", RoleConfig(model="serial-thermometer", port=emu.port), cap_c=CAP_C,
+                        neutral_c=NEUTRAL_C, clock=RealClock())
+        dev.connect()
+        assert dev.read_c() == pytest.approx(-0.4, abs=0.01)
+        assert dev.setpoint_c() is None
+        dev.close()
+        assert emu.received_bytes() == b"?\r\n?\r\n"
+    finally:
+        emu.stop()
+
+
+# ---- algometers ---------------------------------------------------------------------------------
+
+def test_wagner_reads_lbf_as_kpa_with_probe_area():
+    emu = AlgometerEmulator(speed=1.0, model="wagner-fdx", probe_area_cm2=0.5, auto_press=False).start()
+    try:
+        dev = open_real("algometer", RoleConfig(model="wagner-fdx", port=emu.port, probe_area_cm2=0.5),
+                        cap_c=CAP_C, neutral_c=NEUTRAL_C, clock=RealClock())
+        assert dev.connect().extra["unit"] == "lbf"
+        dev.zero()  # no load: passes
+        emu.press(ramp_kpa_per_s=100.0, stop_kpa=10000.0)
+        time.sleep(0.5)
+        kpa = dev.read_kpa()
+        assert 40.0 < kpa < 80.0  # ~50 kPa after 0.5 s at 100 kPa/s, sent as negative lbf for 0.5 cm²
+        assert dev.peak_kpa() >= kpa
+        dev.clear_peak()
+        dev.close()
+        assert emu.received_bytes().startswith(b"?\r\n")
+        assert set(emu.received_bytes().split(b"\r\n")) == {b"?", b""}
+    finally:
+        emu.stop()
+
+
+def test_wagner_zero_refuses_a_loaded_gauge():
+    emu = AlgometerEmulator(model="wagner-fdx", auto_press=False, preload_kpa=50.0).start()
+    try:
+        dev = open_real("algometer", RoleConfig(model="wagner-fdx", port=emu.port), cap_c=CAP_C,
+                        neutral_c=NEUTRAL_C, clock=RealClock())
+        dev.connect()
+        with pytest.raises(DeviceError, match="ZERO key"):
+            dev.zero()
+        dev.close()
+    finally:
+        emu.stop()
+
+
+@pytest.mark.parametrize("peak_command", ["?C", "?PC"])
+def test_mark10_zero_peak_clear(peak_command):
+    emu = AlgometerEmulator(speed=1.0, model="mark10", auto_press=False, preload_kpa=30.0).start()
+    try:
+        dev = open_real("algometer", RoleConfig(model="mark10", port=emu.port, peak_command=peak_command),
+                        cap_c=CAP_C, neutral_c=NEUTRAL_C, clock=RealClock())
+        assert dev.transport.conn.baudrate == 115200
+        dev.connect()
+        assert dev.read_kpa() == pytest.approx(30.0, abs=0.1)
+        dev.zero()
+        assert dev.read_kpa() == pytest.approx(0.0, abs=0.1)
+        emu.press(ramp_kpa_per_s=200.0, stop_kpa=100.0)
+        time.sleep(0.8)  # ramp 0.5 s, release 0.5 s
+        assert dev.peak_kpa() == pytest.approx(100.0, abs=5.0)
+        dev.clear_peak()
+        assert dev.peak_kpa() < 100.0
+        dev.close()
+        sent = emu.received_bytes()
+        assert sent.startswith(b"?\r\n?\r\nZ\r\n?\r\n?\r\n" + peak_command.encode() + b"\r\nCLR\r\n?\r\n")
+    finally:
+        emu.stop()
+
+
+def test_open_real_refuses_unknown_model_and_missing_port():
+    with pytest.raises(StationFileError):
+        open_real("thermode", RoleConfig(model="julabo", port="loop://"), cap_c=CAP_C, neutral_c=NEUTRAL_C,
+                  clock=RealClock())
+    from cpm_session.errors import DeviceDisconnected
+
+    with pytest.raises(DeviceDisconnected, match="cannot open port"):
+        open_real("thermode", RoleConfig(model="tcs2", port="/dev/does-not-exist"), cap_c=CAP_C,
+                  neutral_c=NEUTRAL_C, clock=RealClock())
+
+
+def test_thermode_driver_validates_before_opening_anything():
+    with pytest.raises(SafetyLimitError):
+        TcsThermode(None, port="x", cap_c=55.0, neutral_c=32.0, clock=RealClock())
+    with pytest.raises(StationFileError, match="zones"):
+        open_real("thermode", RoleConfig(model="tcs2", port="loop://", zones="111"), cap_c=CAP_C,
+                  neutral_c=NEUTRAL_C, clock=RealClock())

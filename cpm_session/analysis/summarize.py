@@ -349,7 +349,7 @@ def read_session(path: Path, protocols: ProtocolCache,
     withdrawal = _num(results.get("withdrawal_s"))
     wd = first("withdrawal")
     if withdrawal is None and wd is not None:
-        for k in ("withdrawal_s", "after_s", "elapsed_s"):
+        for k in ("withdrawal_s", "t_in_water_s", "after_s", "elapsed_s"):
             withdrawal = _num(wd.get(k))
             if withdrawal is not None:
                 break

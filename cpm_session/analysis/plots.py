@@ -1,0 +1,172 @@
+"""PNG figures (matplotlib, Agg backend): one per session and the study overview.
+
+Sign convention in every CPM axis label: CPM_abs = TS_pre - TS_post (positive = inhibition).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from cpm_session.analysis.constants import FIGSIZE_SESSION, FIGSIZE_STUDY, PLOT_DPI, SIGN_TAG  # noqa: E402
+from cpm_session.datalog import read_events  # noqa: E402
+
+PHASE_COLORS = {"calibration": "#7f7f7f", "verification": "#9467bd", "ts_pre": "#1f77b4", "cs": "#17becf",
+                "ts_post": "#d62728", "ppt": "#8c564b", "control_cs": "#bcbd22", "control_ts_post": "#e377c2"}
+ARM_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f"]
+CALIBRATION_TARGET = 60.0
+
+
+def _devices(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path / "devices.csv", usecols=["t", "quantity", "value"])
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return pd.DataFrame(columns=["t", "quantity", "value"])
+    df["t"] = pd.to_numeric(df["t"], errors="coerce")
+    df["value"] = pd.to_numeric(df["value"], errors="coerce")
+    return df.dropna()
+
+
+def session_figure(session_dir: str | Path, out_png: str | Path) -> Path:
+    """Draw thermode trace with stimulus onsets and ratings, bath temperature and calibration fit; save a PNG."""
+    d = Path(session_dir)
+    try:
+        events, _ = read_events(d / "events.jsonl")
+    except OSError:
+        events = []
+    dev = _devices(d)
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=FIGSIZE_SESSION, gridspec_kw={"height_ratios": [1.3, 1, 1.2]})
+    start = next((e for e in events if e.get("event") == "session_start"), {})
+    fig.suptitle(f"{start.get('participant', d.parent.name)} / {start.get('visit', d.name)}  ({d.name})", fontsize=11)
+
+    # 1. thermode trace, stimulus onsets, ratings
+    th = dev[dev["quantity"] == "zone_mean_c"]
+    ax1.plot(th["t"], th["value"], color="#444444", lw=0.8, label="thermode zone mean (°C)")
+    for ev in events:
+        if ev.get("event") == "stimulus" and ev.get("onset_t") is not None:
+            ax1.axvline(float(ev["onset_t"]), color=PHASE_COLORS.get(str(ev.get("phase")), "#999999"), lw=0.7, alpha=0.6)
+    ax1.set_ylabel("thermode (°C)")
+    ax1.set_xlabel("session time (s)")
+    axr = ax1.twinx()
+    seen: set[str] = set()
+    for ev in events:
+        if ev.get("event") != "rating" or ev.get("rating") in (None, ""):
+            continue
+        ph = str(ev.get("phase"))
+        x = ev.get("prompt_t", ev.get("onset_t", ev.get("t")))
+        axr.scatter([float(x)], [float(ev["rating"])], s=18, color=PHASE_COLORS.get(ph, "k"), zorder=3,
+                    label=None if ph in seen else f"rating: {ph}")
+        seen.add(ph)
+    axr.set_ylim(-5, 105)
+    axr.set_ylabel("rating (0-100)")
+    h1, l1 = ax1.get_legend_handles_labels()
+    h2, l2 = axr.get_legend_handles_labels()
+    ax1.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper left", ncol=3)
+    ax1.set_title("Thermode trace (vertical lines: stimulus onsets) and ratings", fontsize=9)
+
+    # 2. bath
+    bath = dev[dev["quantity"] == "bath_c"]
+    ax2.plot(bath["t"], bath["value"], color="#17becf", lw=0.8, label="bath (°C)")
+    cps = [float(e["t"]) for e in events if e.get("event") == "cold_pressor_start"]
+    cpe = [float(e["t"]) for e in events if e.get("event") == "cold_pressor_end"]
+    if cps:
+        t1 = cpe[-1] if cpe else (float(bath["t"].max()) if len(bath) else cps[0])
+        ax2.axvspan(cps[0], t1, color="#17becf", alpha=0.15, label="hand in water")
+        if len(bath):
+            ax2.set_xlim(max(0.0, cps[0] - 120), t1 + 120)
+    for e in events:
+        if e.get("event") == "withdrawal":
+            ax2.axvline(float(e["t"]), color="#d62728", ls="--", lw=1, label="early withdrawal")
+    ax2.set_ylabel("bath (°C)")
+    ax2.set_xlabel("session time (s)")
+    ax2.legend(fontsize=7, loc="upper right")
+    ax2.set_title("Cold-water bath during the cold pressor", fontsize=9)
+
+    # 3. calibration fit
+    _calibration_panel(ax3, events)
+    fig.tight_layout()
+    out = Path(out_png)
+    fig.savefig(out, dpi=PLOT_DPI)
+    plt.close(fig)
+    return out
+
+
+def _calibration_panel(ax: Any, events: list[dict[str, Any]]) -> None:
+    pts = [(float(e["intensity"]), float(e["rating"])) for e in events
+           if e.get("event") == "rating" and e.get("phase") in ("calibration", "verification")
+           and e.get("rating") not in (None, "") and e.get("intensity") not in (None, "")]
+    fits = [e for e in events if e.get("event") == "calibration_fit"]
+    result = next((e for e in reversed(events) if e.get("event") == "calibration_result"), None)
+    if pts:
+        x, y = zip(*pts)
+        ax.scatter(x, y, color="#7f7f7f", s=20, label="calibration / verification ratings", zorder=3)
+    if fits:
+        f = fits[-1]
+        slope = f.get("slope_per_c", f.get("slope"))
+        icpt = f.get("intercept")
+        if slope is not None and icpt is not None and pts:
+            xs = np.linspace(min(p[0] for p in pts) - 0.5, max(p[0] for p in pts) + 0.5, 50)
+            r2 = f.get("r2")
+            ax.plot(xs, float(slope) * xs + float(icpt), color="#1f77b4",
+                    label=f"fit: {float(slope):.1f} points/°C" + (f", R² {float(r2):.2f}" if r2 is not None else ""))
+    ax.axhline(CALIBRATION_TARGET, color="#2ca02c", ls=":", lw=1, label="target rating 60")
+    if result is not None:
+        chosen = result.get("pain60_c", result.get("ts_intensity"))
+        if chosen is not None:
+            ax.axvline(float(chosen), color="#d62728", lw=1.2, label=f"chosen Pain-60 {float(chosen):.2f} °C")
+    if not pts and not fits:
+        ax.text(0.5, 0.5, "no calibration in this session", ha="center", va="center", transform=ax.transAxes)
+    ax.set_ylim(-5, 105)
+    ax.set_xlabel("thermode temperature (°C)")
+    ax.set_ylabel("rating (0-100)")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title("Calibration: ratings vs temperature, fit and chosen Pain-60", fontsize=9)
+
+
+def study_figure(wide: pd.DataFrame, out_png: str | Path, *, base_label: str = "baseline",
+                 post_label: str = "post", reference: str | None = None) -> Path:
+    """Draw baseline vs post CPM_abs per participant by arm and the distribution of the change; save a PNG."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=FIGSIZE_STUDY)
+    d = wide.dropna(subset=["cpm_abs_base", "cpm_abs_post"]) if {"cpm_abs_base", "cpm_abs_post"} <= set(wide.columns) else wide.iloc[0:0]
+    arms = sorted(d["arm"].dropna().unique(), key=lambda a: (a != reference, a)) if len(d) else []
+    width = 0.8 / max(1, len(arms))
+    changes, labels = [], []
+    for i, arm in enumerate(arms):
+        g = d[d["arm"] == arm]
+        off = (i - (len(arms) - 1) / 2) * width
+        c = ARM_COLORS[i % len(ARM_COLORS)]
+        for _, r in g.iterrows():
+            ax1.plot([0 + off, 1 + off], [r["cpm_abs_base"], r["cpm_abs_post"]], color=c, alpha=0.35, lw=0.8)
+        ax1.plot([0 + off, 1 + off], [g["cpm_abs_base"].mean(), g["cpm_abs_post"].mean()], color=c, lw=3,
+                 marker="o", label=f"{arm} (n={len(g)}, mean)")
+        changes.append((g["cpm_abs_post"] - g["cpm_abs_base"]).to_numpy())
+        labels.append(f"{arm}\n(n={len(g)})")
+    ax1.axhline(0, color="k", lw=0.6)
+    ax1.set_xticks([0, 1], [base_label, post_label])
+    ax1.set_ylabel(f"CPM_abs = TS_pre - TS_post\n{SIGN_TAG}")
+    ax1.set_title("CPM per participant, baseline vs post", fontsize=10)
+    if arms:
+        ax1.legend(fontsize=8)
+    if changes:
+        ax2.boxplot(changes, showfliers=False)
+        ax2.set_xticks(range(1, len(labels) + 1), labels)
+        rng = np.random.default_rng(0)
+        for i, ch in enumerate(changes, start=1):
+            ax2.scatter(i + rng.uniform(-0.12, 0.12, len(ch)), ch, s=14, alpha=0.7, color=ARM_COLORS[(i - 1) % len(ARM_COLORS)])
+    else:
+        ax2.text(0.5, 0.5, "no participant with both visits", ha="center", va="center", transform=ax2.transAxes)
+    ax2.axhline(0, color="k", lw=0.6)
+    ax2.set_ylabel(f"change in CPM_abs (post - baseline)\n{SIGN_TAG}")
+    ax2.set_title("Distribution of CPM change by arm", fontsize=10)
+    fig.tight_layout()
+    out = Path(out_png)
+    fig.savefig(out, dpi=PLOT_DPI)
+    plt.close(fig)
+    return out

@@ -1,0 +1,49 @@
+"""`cpm-session analyze DATA_DIR --allocation FILE`: the trial's ANCOVA, reliability and report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+NAME = "analyze"
+HELP = "ANCOVA of post CPM by arm adjusted for baseline, reliability, optional HTML report (CPM positive = inhibition)."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data_dir", metavar="DATA_DIR", help="folder holding <participant>/<visit>-<stamp>/ session folders")
+    p.add_argument("--allocation", required=True, metavar="FILE",
+                   help="CSV participant,arm (unblinded) or participant,code (blinded)")
+    p.add_argument("--blinded", action="store_true", help="show arms as A/B even if the file names them")
+    p.add_argument("--report", metavar="DIR", help="write report.html, tables/*.csv and figures/ into DIR")
+    p.add_argument("--session-plots", choices=["all", "flagged", "none"], default="flagged",
+                   help="per-session figures in the report: all, flagged (default: sessions not completed, with "
+                        "deviations, amendments, withdrawal or missing data) or none")
+    p.add_argument("--baseline-visit", default="baseline", help="visit name of the baseline (default baseline)")
+    p.add_argument("--post-visit", default="post", help="visit name after treatment (default post)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cpm_session.analysis.constants import CI_LEVEL, SIGN_TAG
+    from cpm_session.analysis.summarize import summarize
+    from cpm_session.analysis.trial import analyze_trial, read_allocation
+
+    summary = summarize(args.data_dir)
+    alloc = read_allocation(args.allocation, blinded=args.blinded)
+    res = analyze_trial(summary.table, alloc, baseline_visit=args.baseline_visit, post_visit=args.post_visit)
+    for w in summary.warnings + res.skipped:
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"{'BLINDED, arms shown as ' if alloc.blinded else 'arms '}{', '.join(alloc.arms)}; reference {alloc.reference}")
+    pct = int(round(CI_LEVEL * 100))
+    print(f"{'outcome':<52} {'comparison':<24} {'n':>3} {'adj.diff':>9} {pct}% CI{'':<12} {'p':>8}")
+    for r in res.ancova:
+        print(f"{r.outcome:<52} {r.treatment + ' - ' + r.reference:<24} {r.n:>3} {r.estimate:>9.2f} "
+              f"[{r.ci_low:7.2f}, {r.ci_high:7.2f}] {r.p:>8.4f}")
+    print(f"sign convention: CPM_abs = TS_pre - TS_post {SIGN_TAG}")
+    if len(res.missing):
+        print(f"{len(res.missing)} missing or unused session(s)/visit(s); see the report's missing-data table")
+    if args.report:
+        from cpm_session.analysis.report import write_report
+
+        page = write_report(res, summary, args.report, data_dir=args.data_dir, session_plots=args.session_plots)
+        print(f"report: {page}")
+    return 0

@@ -78,10 +78,13 @@ def icc(matrix: np.ndarray | list[list[float]], alpha: float = 1.0 - CI_LEVEL) -
 
     # ICC(3,1) interval (Shrout & Fleiss 1979, eq. 11-12)
     df1, df2 = n - 1, (n - 1) * (k - 1)
-    f_obs = msr / mse if mse > 0 else np.inf
-    fl = f_obs / stats.f.ppf(1 - alpha / 2, df1, df2)
-    fu = f_obs * stats.f.ppf(1 - alpha / 2, df2, df1)
-    c3_lo, c3_hi = (fl - 1) / (fl + k - 1), (fu - 1) / (fu + k - 1)
+    if mse > 0:
+        f_obs = msr / mse
+        fl = f_obs / stats.f.ppf(1 - alpha / 2, df1, df2)
+        fu = f_obs * stats.f.ppf(1 - alpha / 2, df2, df1)
+        c3_lo, c3_hi = (fl - 1) / (fl + k - 1), (fu - 1) / (fu + k - 1)
+    else:  # no error variance: the consistency is perfect
+        c3_lo = c3_hi = 1.0
     # ICC(2,1) interval (McGraw & Wong 1996, case 2A, Satterthwaite df)
     a = k * icc2_1 / (n * (1 - icc2_1)) if icc2_1 < 1 else np.inf
     b = 1 + k * icc2_1 * (n - 1) / (n * (1 - icc2_1)) if icc2_1 < 1 else np.inf

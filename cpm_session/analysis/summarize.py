@@ -9,6 +9,7 @@ protocol the session recorded. Sign convention: CPM_abs = TS_pre - TS_post, posi
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import importlib
 import json
 import math
@@ -368,7 +369,7 @@ def read_session(path: Path, protocols: ProtocolCache,
     if cs30 is None:
         missing.append("cs_rating_30s")
 
-    start_utc = str(rec.get("start_utc") or "")
+    start_utc = str(rec.get("start_utc") or "") or _stamp_of(path)
     if not start_utc and events:
         start_utc = str(events[0].get("wall", ""))
     row: dict[str, Any] = {
@@ -411,6 +412,15 @@ def read_session(path: Path, protocols: ProtocolCache,
         "log_events": len(events), "path": str(path),
     })
     return row, warns
+
+
+def _stamp_of(path: Path) -> str:
+    """Return the session start encoded in the folder name (<visit>-YYYYmmddTHHMMSSZ) as ISO 8601, or ""."""
+    try:
+        t = dt.datetime.strptime(path.name.rsplit("-", 1)[1], "%Y%m%dT%H%M%SZ")
+    except (IndexError, ValueError):
+        return ""
+    return t.strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def _integrity_verifier() -> Callable[[Path], list[str]] | None:

@@ -49,20 +49,23 @@ def write_session(data_dir: str | Path, participant: str, visit: str, *, truth: 
                   seed: int = 0, start: dt.datetime | None = None, stop_after: str | None = None,
                   status: str = "completed", header: bool = True, questionnaires: bool = True,
                   missing_ts_pre: tuple[int, ...] = (), amendments: tuple[dict[str, Any], ...] = (),
-                  deviations: tuple[tuple[str, str], ...] = (), acclimatization_s: float = 600.0) -> Path:
+                  deviations: tuple[tuple[str, str], ...] = (), acclimatization_s: float = 600.0,
+                  protocol: str = "protocols/cpm-thermal.toml") -> Path:
     """Write one synthetic thermal session and return its folder.
 
     `stop_after` ("calibration", "ts_pre", "cold_pressor") ends the visit early: with `status`
     "aborted" the header says so and the log ends with session_end; with `header=False` the folder
     looks like a killed process (session.json still "running", no session_end). `missing_ts_pre`
-    lists 1-based TS_pre trials whose rating times out. `amendments` are appended as amendment events.
+    lists 1-based TS_pre trials whose rating times out. `amendments` are appended as amendment events
+    after the session ended (as `cpm-session amend` does). `protocol` is the path recorded in the header.
     """
     truth = truth or SynthTruth()
     rng = np.random.default_rng(seed)
     clock = VirtualClock()
     start = start or dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.timezone.utc)
-    proto_sha = file_sha256(THERMAL_PROTOCOL) if THERMAL_PROTOCOL.exists() else ""
-    hdr = {"software_version": __version__, "protocol": "protocols/cpm-thermal.toml", "protocol_sha256": proto_sha,
+    proto_file = Path(protocol) if Path(protocol).is_absolute() else THERMAL_PROTOCOL.parents[1] / protocol
+    proto_sha = file_sha256(proto_file) if proto_file.exists() else ""
+    hdr = {"software_version": __version__, "protocol": protocol, "protocol_sha256": proto_sha,
            "protocol_name": "cpm-thermal", "station": "sim", "operator": "synth", "seed": seed,
            "simulate": True, "speed": None}
     sf = SessionFolder.create(data_dir, participant, visit, hdr, clock.now, start=start, fsync=False)

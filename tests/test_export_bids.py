@@ -1,0 +1,389 @@
+"""BIDS export of a simulated study (10 participants x 2 visits, real engine, virtual clock).
+
+Every file name, every column description and every value is checked against the session folders,
+and the dataset is run through the official BIDS validator when it is installed.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import gzip
+import json
+import math
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cpm_session.cli import main
+from cpm_session.clock import VirtualClock
+from cpm_session.datalog import read_events
+from cpm_session.export import ExportError
+from cpm_session.export.bids import export_bids
+from cpm_session.integrity import amend_session, apply_amendments
+
+N_PARTICIPANTS = 10
+VISITS = ("baseline", "post")
+AMENDED = ("FM-003", "baseline", "results.cs_rating_30s", 12.5, "CRF shows 12.5; the slider value was a mis-click")
+"""(participant, visit, field, new value, reason) of the amendment every export must show."""
+AE_PARTICIPANTS = ("FM-001", "FM-004")
+
+
+@functools.lru_cache(maxsize=1)
+def build_study() -> Path:
+    """Run the simulated study once per test process; return its data folder (do not modify it)."""
+    from cpm_session.adverse_events import record_adverse_event, update_adverse_event
+    from cpm_session.engine import run_simulated_visit
+
+    root = Path(tempfile.mkdtemp(prefix="cpm-study-"))
+    data = root / "data"
+    for i in range(N_PARTICIPANTS):
+        for k, visit in enumerate(VISITS):
+            run_simulated_visit(data, f"FM-{i:03d}", visit, seed=2 * i + k, clock=VirtualClock())
+    pid, visit, field, value, reason = AMENDED
+    session = next((data / pid).glob(f"{visit}-*"))
+    amend_session(session, field, value, reason, "QA")
+    for n, pid in enumerate(AE_PARTICIPANTS):
+        session = next((data / pid).glob("post-*"))
+        rec = record_adverse_event(data, pid, {
+            "description": "Redness of the forearm after the heat stimuli", "onset_date": "2026-01-1" + str(n),
+            "severity": "mild", "serious": False, "relatedness": "probable", "action_taken": "none",
+            "outcome": "recovering"}, operator="AB", session_dir=session)
+        update_adverse_event(data, pid, rec["ae_id"], {"outcome": "recovered"}, operator="CD")
+    record_adverse_event(data, AE_PARTICIPANTS[0], {
+        "description": "Dizziness", "onset_date": "2026-01-20", "severity": "moderate", "serious": True,
+        "relatedness": "not related", "action_taken": "other", "outcome": "unknown"}, operator="AB")
+    return data
+
+
+@functools.lru_cache(maxsize=1)
+def bids_export() -> Path:
+    out = Path(tempfile.mkdtemp(prefix="cpm-bids-")) / "bids"
+    export_bids(build_study(), out)
+    return out
+
+
+def sessions() -> list[Path]:
+    return sorted(p for p in build_study().glob("*/*") if p.is_dir())
+
+
+def effective(session: Path) -> dict[str, Any]:
+    header = json.loads((session / "session.json").read_text())
+    return apply_amendments(header, read_events(session / "events.jsonl")[0])
+
+
+def read_tsv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith("\n") and "\r" not in text, path
+    lines = text.rstrip("\n").split("\n")
+    cols = lines[0].split("\t")
+    rows = [dict(zip(cols, line.split("\t"), strict=True)) for line in lines[1:]]
+    return cols, rows
+
+
+def label(pid: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", pid)
+
+
+def same(text: str, value: Any) -> bool:
+    """True when a TSV cell holds `value` (n/a for None/empty, numbers compared exactly as floats)."""
+    if value is None or value == "":
+        return text == "n/a"
+    if isinstance(value, bool):
+        return text == ("true" if value else "false")
+    if isinstance(value, (int, float)):
+        return float(text) == float(value)
+    return text == str(value)
+
+
+def roles(session: Path) -> set[str]:
+    with open(session / "devices.csv", newline="") as f:
+        return {r["role"] for r in csv.DictReader(f)}
+
+
+# ------------------------------------------------------------------------------------------ names
+
+
+def test_every_file_name_is_expected() -> None:
+    out = bids_export()
+    expected = {"dataset_description.json", "README", "participants.tsv", "participants.json"}
+    q_names: set[str] = set()
+    for s in sessions():
+        sub, ses = label(s.parent.name), s.name.split("-")[0]
+        expected |= {f"sub-{sub}/sub-{sub}_sessions.tsv", f"sub-{sub}/sub-{sub}_sessions.json"}
+        stem = f"sub-{sub}/ses-{ses}/beh/sub-{sub}_ses-{ses}_task-cpm"
+        expected |= {f"{stem}_beh.tsv", f"{stem}_beh.json"}
+        for role in roles(s):
+            expected |= {f"{stem}_recording-{role}_physio.tsv.gz", f"{stem}_recording-{role}_physio.json"}
+        q_names |= {f"{q}_{ses}" for q in effective(s)["questionnaires"]}
+    expected |= {f"phenotype/{n}.{ext}" for n in q_names for ext in ("tsv", "json")}
+    found = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert found == expected
+    assert {"thermode", "bath"} <= set().union(*(roles(s) for s in sessions()))
+    assert len([f for f in found if f.endswith("_beh.tsv")]) == N_PARTICIPANTS * len(VISITS)
+
+
+def test_file_names_pass_the_bids_validator_naming_rules() -> None:
+    bids_validator = pytest.importorskip("bids_validator")
+    v = bids_validator.BIDSValidator()
+    out = bids_export()
+    for p in sorted(out.rglob("*")):
+        if p.is_file():
+            assert v.is_bids("/" + p.relative_to(out).as_posix()), p
+
+
+def _deno_validator() -> list[str] | None:
+    exe = Path(sys.executable).with_name("bids-validator-deno")
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("bids-validator-deno")
+    return [found] if found else None
+
+
+def test_dataset_passes_the_official_bids_validator_without_errors() -> None:
+    cmd = _deno_validator()
+    if cmd is None:
+        pytest.skip("bids-validator-deno is not installed (pip install bids-validator-deno)")
+    proc = subprocess.run(cmd + [str(bids_export()), "--format", "json"], capture_output=True, text=True,
+                          timeout=300)
+    report = json.loads(proc.stdout)
+    issues = report["issues"]["issues"]
+    errors = [i for i in issues if i["severity"] == "error"]
+    assert errors == []
+    codes = {i["code"] for i in issues}
+    # only "recommended metadata we cannot know" warnings remain (authors, licence, institution, ontology IDs)
+    assert codes <= {"JSON_KEY_RECOMMENDED", "NO_AUTHORS", "TOO_FEW_AUTHORS", "SIDECAR_KEY_RECOMMENDED"}, codes
+    summary = report["summary"]
+    assert sorted(summary["subjects"]) == [label(f"FM-{i:03d}") for i in range(N_PARTICIPANTS)]
+    assert sorted(summary["sessions"]) == sorted(VISITS)
+    assert summary["tasks"] == ["cpm"]
+
+
+# ------------------------------------------------------------------------------------------ descriptions
+
+
+def _check_described(tsv: Path, sidecar: Path) -> None:
+    cols, rows = read_tsv(tsv)
+    side = json.loads(sidecar.read_text())
+    for c in cols:
+        assert c in side, f"{tsv.name}: column {c} not described"
+        d = side[c]
+        assert d.get("LongName") and d.get("Description"), f"{tsv.name}: {c} lacks LongName/Description"
+        if "Levels" in d:
+            used = {r[c] for r in rows} - {"n/a"}
+            assert used <= set(d["Levels"]), f"{tsv.name}: {c} values {used - set(d['Levels'])} not in Levels"
+            assert all(isinstance(v, str) and v for v in d["Levels"].values())
+
+
+def test_every_column_of_every_table_is_described() -> None:
+    out = bids_export()
+    _check_described(out / "participants.tsv", out / "participants.json")
+    n = 0
+    for tsv in sorted(out.rglob("*.tsv")):
+        if tsv.name == "participants.tsv":
+            continue
+        _check_described(tsv, tsv.with_suffix(".json"))
+        n += 1
+    assert n == N_PARTICIPANTS * len(VISITS) + N_PARTICIPANTS + 3 * len(VISITS)
+    beh = json.loads(next(out.rglob("*_beh.json")).read_text())
+    assert beh["TaskName"] == "cpm"
+    assert {k: beh[k].get("Units") for k in ("onset", "stimulus_duration", "response_time", "planned_onset")} == \
+        dict.fromkeys(("onset", "stimulus_duration", "response_time", "planned_onset"), "s")
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["BIDSVersion"] == "1.9.0" and desc["DatasetType"] == "raw" and desc["Name"]
+    assert desc["GeneratedBy"][0]["Name"] == "cpm-session"
+
+
+def test_physio_sidecars_describe_their_columns_and_timing() -> None:
+    out = bids_export()
+    n = 0
+    for side_path in sorted(out.rglob("*_physio.json")):
+        side = json.loads(side_path.read_text())
+        gz = side_path.with_name(side_path.name.replace(".json", ".tsv.gz"))
+        lines = gzip.decompress(gz.read_bytes()).decode().rstrip("\n").split("\n")
+        assert not lines[0].startswith("time"), "physio files have no header line"
+        rows = [line.split("\t") for line in lines]
+        assert all(len(r) == len(side["Columns"]) for r in rows)
+        assert side["Columns"][0] == "time"
+        for c in side["Columns"]:
+            assert side[c]["Description"] and side[c]["Units"], c
+        times = [float(r[0]) for r in rows]
+        assert side["StartTime"] == times[0]
+        dt = statistics.median(b - a for a, b in zip(times, times[1:], strict=False))
+        assert math.isclose(side["SamplingFrequency"], 1 / dt, rel_tol=1e-6)
+        assert side["TaskName"] == "cpm"
+        n += 1
+    assert n >= 2 * N_PARTICIPANTS * len(VISITS)
+
+
+# ------------------------------------------------------------------------------------------ round trip
+
+
+def test_participants_map_labels_to_pseudonyms() -> None:
+    _, rows = read_tsv(bids_export() / "participants.tsv")
+    assert rows == [{"participant_id": f"sub-FM{i:03d}", "source_id": f"FM-{i:03d}"} for i in range(N_PARTICIPANTS)]
+
+
+def test_beh_rows_round_trip_ratings_csv() -> None:
+    out = bids_export()
+    pairs = {"onset": "onset_t", "trial_type": "phase", "trial": "trial", "attempt": "attempt", "site": "site",
+             "intensity": "intensity", "intensity_unit": "intensity_unit", "rating": "rating",
+             "response_time": "rt_s", "planned_onset": "planned_onset_t", "flag": "flag"}
+    checked = 0
+    for s in sessions():
+        sub, ses = label(s.parent.name), s.name.split("-")[0]
+        _, rows = read_tsv(out / f"sub-{sub}/ses-{ses}/beh/sub-{sub}_ses-{ses}_task-cpm_beh.tsv")
+        with open(s / "ratings.csv", newline="") as f:
+            src = list(csv.DictReader(f))
+        assert len(rows) == len(src) > 0
+        stim = {(e["phase"], e["trial"]): e["duration_s"] for e in read_events(s / "events.jsonl")[0]
+                if e["event"] == "stimulus"}
+        for row, r in zip(rows, src, strict=True):
+            for col, scol in pairs.items():
+                assert row[col] == (r[scol] if r[scol] != "" else "n/a"), (s, col)
+                checked += 1
+            assert row["missing"] == r["missing"].lower()
+            d = stim.get((r["phase"], int(r["trial"])))
+            assert row["stimulus_duration"] == ("n/a" if d is None else repr(float(d)))
+    assert checked > 0
+
+
+def test_sessions_tsv_round_trips_session_json() -> None:
+    out = bids_export()
+    from cpm_session.export.bids import SESSION_COLUMNS
+
+    for s in sessions():
+        sub, ses = label(s.parent.name), s.name.split("-")[0]
+        _, rows = read_tsv(out / f"sub-{sub}/sub-{sub}_sessions.tsv")
+        row = next(r for r in rows if r["session_id"] == f"ses-{ses}")
+        h = effective(s)
+        assert row["acq_time"] == h["start_utc"][:19] + "Z"
+        assert row["source_folder"] == s.name and row["integrity"] == "verified"
+        for name, dotted, _ in SESSION_COLUMNS:
+            if dotted in ("", "@station"):
+                continue
+            value: Any = h
+            for part in dotted.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            assert same(row[name], value), (s, name, row[name], value)
+        assert row["station"] == h.get("station_name", h.get("station"))
+
+
+def test_physio_values_round_trip_devices_csv() -> None:
+    out = bids_export()
+    for s in sessions():
+        sub, ses = label(s.parent.name), s.name.split("-")[0]
+        with open(s / "devices.csv", newline="") as f:
+            src = list(csv.DictReader(f))
+        for role in roles(s):
+            side = json.loads((out / f"sub-{sub}/ses-{ses}/beh/sub-{sub}_ses-{ses}_task-cpm_recording-{role}"
+                                     f"_physio.json").read_text())
+            gz = out / f"sub-{sub}/ses-{ses}/beh/sub-{sub}_ses-{ses}_task-cpm_recording-{role}_physio.tsv.gz"
+            rows = [line.split("\t") for line in gzip.decompress(gz.read_bytes()).decode().rstrip("\n").split("\n")]
+            got = {(r[0], q): r[i] for r in rows for i, q in enumerate(side["Columns"][1:], start=1) if r[i] != "n/a"}
+            want = {(r["t"], r["quantity"]): r["value"] for r in src if r["role"] == role}
+            assert got == want, (s, role)
+            units = {r["unit"] for r in src if r["role"] == role}
+            assert units == {"C"} and all(side[q]["Units"] == "oC" for q in side["Columns"][1:])
+
+
+def test_phenotype_round_trips_questionnaires() -> None:
+    out = bids_export()
+    for s in sessions():
+        sub, ses = label(s.parent.name), s.name.split("-")[0]
+        for name, q in effective(s)["questionnaires"].items():
+            _, rows = read_tsv(out / "phenotype" / f"{name}_{ses}.tsv")
+            row = next(r for r in rows if r["participant_id"] == f"sub-{sub}")
+            assert row["session_id"] == f"ses-{ses}" and row["entered_by"] == q["entered_by"]
+            for item, v in q["answers"].items():
+                assert same(row[f"item_{item}"], v), (s, name, item)
+            for sc, v in q["scores"].items():
+                assert same(row[f"score_{sc}"], v), (s, name, sc)
+
+
+# ------------------------------------------------------------------------------------------ amendments
+
+
+def test_amendment_shows_with_its_reason_and_the_original_stays_in_the_log() -> None:
+    pid, visit, field, value, reason = AMENDED
+    s = next((build_study() / pid).glob(f"{visit}-*"))
+    header = json.loads((s / "session.json").read_text())
+    original = header["results"]["cs_rating_30s"]
+    assert original != value
+    results_event = next(e for e in read_events(s / "events.jsonl")[0] if e["event"] == "results")
+    assert results_event["cs_rating_30s"] == original, "the original value stays in the log"
+    _, rows = read_tsv(bids_export() / f"sub-{label(pid)}/sub-{label(pid)}_sessions.tsv")
+    row = next(r for r in rows if r["session_id"] == f"ses-{visit}")
+    assert float(row["cs_rating_30s"]) == value
+    assert row["amendments"].startswith(f"{field}: {json.dumps(original)} -> {json.dumps(value)} (reason: {reason}; by QA at ")
+    others = [r for p in bids_export().glob("sub-*/sub-*_sessions.tsv") for r in read_tsv(p)[1]]
+    assert sum(r["amendments"] != "n/a" for r in others) == 1
+
+
+# ------------------------------------------------------------------------------------------ refusals
+
+
+def test_refuses_a_non_empty_output_folder(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    with pytest.raises(ExportError, match="not empty"):
+        export_bids(build_study(), out)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def _small_copy(tmp_path: Path, pids: list[str]) -> Path:
+    data = tmp_path / "data"
+    for pid in pids:
+        shutil.copytree(build_study() / pid, data / pid)
+    return data
+
+
+def test_refuses_tampered_sessions_unless_asked_and_then_marks_them(tmp_path: Path) -> None:
+    data = _small_copy(tmp_path, ["FM-000"])
+    s = next((data / "FM-000").glob("post-*"))
+    raw = (s / "events.jsonl").read_bytes().split(b"\n")
+    raw[5] = raw[5].replace(b'"t": ', b'"t":  ')
+    (s / "events.jsonl").write_bytes(b"\n".join(raw))
+    with pytest.raises(ExportError, match="fail verification"):
+        export_bids(data, tmp_path / "out1")
+    assert not (tmp_path / "out1").exists() or not any((tmp_path / "out1").iterdir())
+    export_bids(data, tmp_path / "out2", include_unverified=True)
+    _, rows = read_tsv(tmp_path / "out2/sub-FM000/sub-FM000_sessions.tsv")
+    status = {r["session_id"]: r["integrity"] for r in rows}
+    assert status["ses-baseline"] == "verified"
+    assert status["ses-post"].startswith("FAILED: hash chain broken: events.jsonl line 6 was changed")
+
+
+def test_refuses_two_pseudonyms_that_give_the_same_label(tmp_path: Path) -> None:
+    data = _small_copy(tmp_path, ["FM-000"])
+    shutil.copytree(data / "FM-000", data / "FM000")
+    for s in (data / "FM000").iterdir():
+        if s.is_dir():
+            h = json.loads((s / "session.json").read_text())
+            h["participant"] = "FM000"
+            (s / "session.json").write_text(json.dumps(h))
+    with pytest.raises(ExportError, match="both become BIDS label sub-FM000"):
+        export_bids(data, tmp_path / "out", include_unverified=True)
+
+
+def test_repeated_visit_gets_its_own_session_label_and_sourcedata_copy(tmp_path: Path) -> None:
+    from cpm_session.engine import run_simulated_visit
+
+    data = _small_copy(tmp_path, ["FM-000"])
+    run_simulated_visit(data, "FM-000", "post", seed=99, clock=VirtualClock())
+    assert main(["export", "bids", str(data), str(tmp_path / "out"), "--sourcedata"]) == 0
+    out = tmp_path / "out"
+    _, rows = read_tsv(out / "sub-FM000/sub-FM000_sessions.tsv")
+    assert [r["session_id"] for r in rows] == ["ses-baseline", "ses-post", "ses-postR2"]
+    assert (out / "sub-FM000/ses-postR2/beh/sub-FM000_ses-postR2_task-cpm_beh.tsv").is_file()
+    for s in (data / "FM-000").iterdir():
+        assert (out / "sourcedata/FM-000" / s.name / "events.jsonl").read_bytes() == (s / "events.jsonl").read_bytes()
+    assert main(["export", "bids", str(data), str(tmp_path / "out")]) == 2

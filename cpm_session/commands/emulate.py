@@ -42,11 +42,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         emu = AlgometerEmulator(args.speed, model=model, auto_press=not args.no_auto_press)
     emu.start()
-    print(f"{args.device} emulator ({model}, speed {args.speed:g}) on {emu.port}")
-    print("Station snippet:\n")
-    print(role_snippet(args.device, emu))
-    print("Press Ctrl-C to stop.", flush=True)
     try:
+        print(f"{args.device} emulator ({model}, speed {args.speed:g}) on {emu.port}")
+        print("Station snippet:\n")
+        print(role_snippet(args.device, emu))
+        print("Press Ctrl-C to stop.", flush=True)
         last = 0.0
         while not emu.unplugged:
             time.sleep(0.2)

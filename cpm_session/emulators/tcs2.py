@@ -94,6 +94,7 @@ class TcsEmulator(PtyEmulator):
         if st is not None and now >= st.end_t:
             # integrate up to the end of the duration, then return
             self._move_zones(max(0.0, dt - (now - st.end_t)), heading_to_target=True)
+            st.peak_c = max(st.peak_c, max(z.temp_c for z in self.zone))
             dt = now - st.end_t
             self.active = None
         if self.active is not None:

@@ -40,10 +40,17 @@ DEFAULT_MAX_FPS = 60.0
 """Frame cap used only when flip() returns faster (no vsync, e.g. Xvfb); a 60 Hz display never waits here."""
 
 TEXT_WRAP_FRACTION = 0.88      # wrap main text at this fraction of the window width
-TEXT_Y_WITH_COUNTDOWN = 0.14   # main text moves up when a countdown is shown
-COUNTDOWN_Y = -0.17
+TEXT_Y_WITH_COUNTDOWN = 0.15   # main text moves up when a countdown is shown
+MAX_TEXT_H = 0.9               # long texts shrink to fit this height (height units) ...
+MAX_TEXT_H_WITH_COUNTDOWN = 0.6
+MAX_QUESTION_H = 0.3           # ... and questions above a scale or buttons to this
+FIT_ITERATIONS = 4
+FIT_MIN_HEIGHT = 0.025          # ... but never below this (20 px at 800 px): legible beats complete
+COUNTDOWN_Y = -0.27
 COUNTDOWN_SCALE = 1.8          # countdown height = text_height * this
-FIXATION_SCALE = 2.6           # '+' height = text_height * this
+FIXATION_SCALE = 2.6           # a fixation text other than '+' is this * text_height tall
+FIXATION_SIZE = 0.09           # the '+' fixation cross: arm length and ...
+FIXATION_LINE = 0.012          # ... thickness (height units)
 
 QUESTION_Y = 0.27
 SLIDER_Y = 0.0
@@ -170,6 +177,9 @@ class PsychoPyUI(ParticipantUI):
         self._main = self._text("", pos=(0, 0), height=th)
         self._countdown = self._text("", pos=(0, COUNTDOWN_Y), height=th * COUNTDOWN_SCALE, color=self._accent, bold=True)
         self._help_stims = self._build_help()
+        self._cross = [visual.Rect(self.win, width=w, height=h, pos=(0, 0), fillColor=self._fg, lineColor=None,
+                                   colorSpace="hex", autoLog=False)
+                       for w, h in ((FIXATION_SIZE, FIXATION_LINE), (FIXATION_LINE, FIXATION_SIZE))]
         self._last_flip = time.perf_counter()
         self.frame_s = 1.0 / (self.max_fps or 60.0)
         self.status_view.start()
@@ -240,6 +250,18 @@ class PsychoPyUI(ParticipantUI):
     def _draw_help(self) -> None:
         for stim in self._help_stims:
             stim.draw()
+
+    def _fit(self, stim: Any, max_height: float) -> None:
+        """Shrink `stim`'s letter height until its wrapped text is at most `max_height` (height units) tall."""
+        h_px = float(self.win.size[1])
+        for _ in range(FIT_ITERATIONS):
+            if getattr(stim, "_needSetText", False):  # lay the text out now (TextStim defers it to draw())
+                stim._setTextShaders(stim.text)
+                stim._needSetText = False
+            text_h = float(stim.boundingBox[1]) / h_px
+            if text_h <= max_height or stim.height <= FIT_MIN_HEIGHT:
+                return
+            stim.height = max(FIT_MIN_HEIGHT, stim.height * max(0.5, max_height / text_h * 0.97))
 
     def _require_open(self) -> None:
         if self.win is None:
@@ -356,10 +378,14 @@ class PsychoPyUI(ParticipantUI):
         m.color = self._accent if role == "accent" else self._fg
         m.bold = bold
         m.pos = (0, TEXT_Y_WITH_COUNTDOWN if countdown_to is not None else 0)
+        self._fit(m, MAX_TEXT_H_WITH_COUNTDOWN if countdown_to is not None else MAX_TEXT_H)
 
     def _draw_screen(self) -> None:
         sc = self._screen
-        if sc.text:
+        if sc.text.strip() == "+":  # a fixation cross drawn exactly at the centre (a glyph sits off-centre)
+            for bar in self._cross:
+                bar.draw()
+        elif sc.text:
             self._main.draw()
         if sc.countdown_to is not None:
             left = max(0, math.ceil(sc.countdown_to - self.clock.now()))
@@ -422,8 +448,10 @@ class PsychoPyUI(ParticipantUI):
         if q is None:
             q = self._text(text, pos=(0, y), height=self.protocol.screen.text_height)
             self._text_cache["question"] = q
-        if q.text != text:
+        if q.text != text or q.height != self.protocol.screen.text_height:
             q.text = text
+            q.height = self.protocol.screen.text_height
+            self._fit(q, MAX_QUESTION_H)
         q.pos = (0, y)
         return q
 

@@ -94,8 +94,8 @@ def test_every_screen_is_saved_non_blank_and_unclipped(ui: Any) -> None:
     # the 14-line text was shrunk to fit above its countdown
     assert boxes["long_text"][1] >= EDGE_MARGIN_PX
     # the fixation cross is centred
-    l, tp, r, b = boxes["fixation"]
-    assert abs((l + r) / 2 - 639.5) <= 1 and abs((tp + b) / 2 - 399.5) <= 1
+    left, tp, r, b = boxes["fixation"]
+    assert abs((left + r) / 2 - 639.5) <= 1 and abs((tp + b) / 2 - 399.5) <= 1
     # the countdown is drawn in the accent colour below the text, without touching it (even for long text)
     for name in ("acclimatization", "cold_keep", "long_text"):
         img = load_png(ui.screens_saved[name]).astype(int)

@@ -40,9 +40,12 @@ _KNOWN_KEYS = (
 )
 
 
-def _fmt_seconds(seconds: float) -> str:
-    """Format a number of seconds as m:ss (rounded up, never negative)."""
-    s = max(0, math.ceil(seconds))
+def _fmt_seconds(seconds: Any) -> str:
+    """Format a number of seconds as m:ss (rounded up, never negative); anything else as text."""
+    try:
+        s = max(0, math.ceil(float(seconds)))
+    except (TypeError, ValueError, OverflowError):
+        return str(seconds)
     return f"{s // 60}:{s % 60:02d}"
 
 
@@ -122,7 +125,8 @@ class StatusView:
         """Return the warnings to show: the given ones plus a bath-out-of-range one if it applies."""
         with self._lock:
             state = dict(self.state)
-        out = [str(w) for w in (state.get("warnings") or [])]
+        given = state.get("warnings") or []
+        out = [str(w) for w in (given if isinstance(given, (list, tuple)) else [given])]
         if state.get("warning"):
             out.append(str(state["warning"]))
         bath, rng = state.get("bath_c"), state.get("bath_range")
@@ -137,9 +141,15 @@ class StatusView:
 
     # -- rendering -------------------------------------------------------------------------------
     def render(self) -> RenderableType:
-        """Build the panel from the current state (also usable without a terminal, e.g. in tests)."""
+        """Build the panel from the current state (also usable without a terminal, e.g. in tests). Never raises."""
         with self._lock:
             st = dict(self.state)
+        try:
+            return self._render(st)
+        except Exception as e:  # odd values must not take the staff view (or the session) down
+            return Panel(Text(f"{st!r}\n(status view could not format this: {type(e).__name__}: {e})"), title=TITLE)
+
+    def _render(self, st: dict[str, Any]) -> RenderableType:
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold cyan", justify="right")
         table.add_column()
@@ -149,14 +159,12 @@ class StatusView:
         if "t" in st:
             speed = st.get("speed")
             extra = f"  (x{speed:g})" if isinstance(speed, (int, float)) and speed != 1 else ""
-            table.add_row("session time", _fmt_seconds(float(st["t"])) + extra)
+            table.add_row("session time", _fmt_seconds(st["t"]) + extra)
         table.add_row("phase", Text(str(st.get("phase", "—")), style="bold"))
         table.add_row("next action", Text(str(st.get("next_action") or "—"), style="bold yellow"))
-        for label, left in (st.get("countdowns") or {}).items():
-            try:
-                table.add_row(str(label), Text(_fmt_seconds(float(left)), style="bold magenta"))
-            except (TypeError, ValueError):
-                table.add_row(str(label), str(left))
+        countdowns = st.get("countdowns")
+        for label, left in (countdowns.items() if isinstance(countdowns, dict) else []):
+            table.add_row(str(label), Text(_fmt_seconds(left), style="bold magenta"))
         therm = _fmt_num(st.get("thermode_c"), "°C")
         if st.get("thermode_target_c") is not None:
             therm += f"  (target {_fmt_num(st.get('thermode_target_c'), '°C')})"
@@ -167,7 +175,7 @@ class StatusView:
         last = st.get("last_rating")
         if isinstance(last, dict):
             val = last.get("value")
-            last_text = f"{last.get('phase', '?')} #{last.get('trial', '?')}: " + ("missing" if val is None else f"{float(val):.0f}")
+            last_text = f"{last.get('phase', '?')} #{last.get('trial', '?')}: " + ("missing" if val is None else _fmt_num(val, "", 0).strip())
         else:
             last_text = "—" if last is None else f"{last}"
         table.add_row("last rating", last_text)

@@ -126,7 +126,11 @@ def session(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_session(tmp_path_factory.mktemp("pristine") / "data")
+    """A complete simulated visit from the real engine (virtual clock); tests tamper with copies of it."""
+    from cpm_session.engine import run_simulated_visit
+
+    return run_simulated_visit(tmp_path_factory.mktemp("pristine") / "data", "FM-012", "baseline", seed=3,
+                               clock=VirtualClock())
 
 
 def _lines(path: Path) -> list[bytes]:
@@ -161,6 +165,22 @@ def test_chain_check_reports_nothing_for_every_line_of_a_good_log(session: Path)
     events, lines, problems = check_chain(session / "events.jsonl")
     assert problems == []
     assert [e["seq"] for e in events] == list(range(len(lines)))
+
+
+def test_a_real_simulated_visit_verifies_clean_and_can_be_amended(pristine: Path, tmp_path: Path) -> None:
+    s = _copy(pristine, tmp_path)
+    report = verify_session_report(s)
+    assert report.problems == [] and report.notes == []
+    lines = _lines(s)
+    header = json.loads((s / "session.json").read_text())
+    assert header["status"] == "completed" and header["log_events"] == len(lines) > 50
+    n_ratings = sum(json.loads(x)["event"] == "rating" for x in lines)
+    assert len((s / "ratings.csv").read_text().splitlines()) == n_ratings + 1
+    assert main(["amend", str(s), "--field", "results.cs_rating_30s", "--value", "40", "--reason", "CRF check",
+                 "--operator", "QA"]) == 0
+    assert verify_session(s) == []
+    assert load_effective_header(s)["results"]["cs_rating_30s"] == 40
+    assert json.loads((s / "session.json").read_text())["results"] == header["results"]
 
 
 # ------------------------------------------------------------------------------------------ tampering

@@ -16,7 +16,7 @@ class JulaboBath(Bath):
 
     def __init__(self, conn: Any, *, port: str, terminator: bytes = b"\r", timeout_s: float = 1.0) -> None:
         self.port, self.terminator = port, terminator
-        self.transport = Transport(conn, role=self.role, port=port, min_interval_s=julabo.MIN_COMMAND_INTERVAL_S,
+        self.transport = Transport(conn, role=self.role, port=port, min_interval_s=julabo.MIN_COMMAND_INTERVAL_S + julabo.SPACING_MARGIN_S,
                                    default_timeout_s=timeout_s)
 
     def _ask(self, command: str, decode: Any) -> Any:
@@ -66,7 +66,7 @@ class LaudaBath(Bath):
 
     def __init__(self, conn: Any, *, port: str, timeout_s: float = 1.0) -> None:
         self.port = port
-        self.transport = Transport(conn, role=self.role, port=port, min_interval_s=lauda.MIN_COMMAND_INTERVAL_S,
+        self.transport = Transport(conn, role=self.role, port=port, min_interval_s=lauda.MIN_COMMAND_INTERVAL_S + lauda.SPACING_MARGIN_S,
                                    default_timeout_s=timeout_s)
 
     def _ask(self, command: str, decode: Any) -> Any:

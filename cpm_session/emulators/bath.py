@@ -15,6 +15,8 @@ from cpm_session.devices.transport import split_lines
 from cpm_session.emulators.base import PtyEmulator
 
 MIN_SPACING_S = 0.25
+SPACING_JITTER_S = 0.05
+"""Arrival-time jitter of the emulator thread forgiven before a command counts as too close."""
 DEFAULT_START_C = 2.5
 SETTLE_TAU_S = 120.0
 """Time constant (device s) with which a running circulator pulls the water to its set point."""
@@ -87,7 +89,7 @@ class BathEmulator(PtyEmulator):
         lines, self._buf = split_lines(self._buf + data)
         for raw in lines:
             wall = time.perf_counter()
-            if wall - self._last_cmd_wall < MIN_SPACING_S * 0.98:
+            if wall - self._last_cmd_wall < MIN_SPACING_S - SPACING_JITTER_S:
                 self.spacing_violations += 1
                 if self.strict_spacing:
                     self._last_cmd_wall = wall

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from cpm_session.devices.wire import WireError, clean_line, parse_number
 
 MIN_COMMAND_INTERVAL_S = 0.25
+"""The unit's requirement: at least this long between two commands."""
+SPACING_MARGIN_S = 0.03
+"""Added by the driver so USB-serial latency jitter cannot squeeze two commands closer than the minimum."""
 CLASSIC_SERIAL = {"baudrate": 4800, "bytesize": 7, "parity": "E", "stopbits": 1, "rtscts": True}
 MODERN_SERIAL = {"baudrate": 9600, "bytesize": 8, "parity": "N", "stopbits": 1, "rtscts": False}
 TERMINATORS = {"cr": b"\r", "crlf": b"\r\n"}

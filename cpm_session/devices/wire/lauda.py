@@ -12,6 +12,7 @@ import re
 from cpm_session.devices.wire import WireError, clean_line, parse_number
 
 MIN_COMMAND_INTERVAL_S = 0.25
+SPACING_MARGIN_S = 0.03
 SERIAL = {"baudrate": 9600, "bytesize": 8, "parity": "N", "stopbits": 1, "rtscts": False}
 TERMINATOR = b"\r\n"
 

@@ -82,6 +82,9 @@ def test_cap_refusal_sends_nothing(tcs):
     for bad in (49.1, 55.0, -1.0):
         with pytest.raises(SafetyLimitError):
             dev.stimulate(bad, 30.0, 30.0, 2.0)
+    for rise, ret, dur in ((0.0, 30.0, 2.0), (30.0, 1000.0, 2.0), (30.0, 30.0, 120.0)):
+        with pytest.raises(SafetyLimitError, match="nothing sent"):
+            dev.stimulate(45.0, rise, ret, dur)
     time.sleep(0.1)
     assert emu.received_bytes() == b""
     assert not emu.stimuli

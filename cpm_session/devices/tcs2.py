@@ -126,13 +126,17 @@ class TcsThermode(Thermode):
         """Send every parameter (N, S, C0, V0, R0, D0) and `L` in one write; the device times the stimulus.
 
         Raises SafetyLimitError before anything is encoded or sent if `target_c` is above the cap (or
-        the device maximum read back at connect); ValueError for out-of-range rates or durations.
+        the device maximum read back at connect) or a rate or duration is outside the device's range.
         """
         self.check_target(target_c)
         if self.device_max_c is not None and round(target_c * 10) > round(self.device_max_c * 10):
             raise SafetyLimitError(f"{self.role} on {self.port}: target {target_c:.1f} °C refused, "
                                    f"device maximum is {self.device_max_c:.1f} °C")
-        cmds = wire.encode_stimulus(self.neutral_c, self.zones, target_c, rise_c_per_s, return_c_per_s, duration_s)
+        try:
+            cmds = wire.encode_stimulus(self.neutral_c, self.zones, target_c, rise_c_per_s, return_c_per_s,
+                                        duration_s)
+        except ValueError as e:
+            raise SafetyLimitError(f"{self.role} on {self.port}: stimulus refused, nothing sent: {e}") from None
         self.transport.write(b"".join(cmds) + wire.LAUNCH, command=" ".join(c.decode() for c in cmds) + " L")
 
     def abort(self) -> None:

@@ -387,3 +387,20 @@ def test_repeated_visit_gets_its_own_session_label_and_sourcedata_copy(tmp_path:
     for s in (data / "FM-000").iterdir():
         assert (out / "sourcedata/FM-000" / s.name / "events.jsonl").read_bytes() == (s / "events.jsonl").read_bytes()
     assert main(["export", "bids", str(data), str(tmp_path / "out")]) == 2
+
+
+def test_amended_ts_ratings_recompute_ts_and_cpm_in_the_export(tmp_path: Path) -> None:
+    data = _small_copy(tmp_path, ["FM-000"])
+    s = next((data / "FM-000").glob("baseline-*"))
+    res = json.loads((s / "session.json").read_text())["results"]
+    new_post = [res["ts_pre"] - 10.0]
+    amend_session(s, "results.ts_post_ratings", new_post, "TS_post slider was read back wrongly", "QA")
+    export_bids(data, tmp_path / "out")
+    _, rows = read_tsv(tmp_path / "out/sub-FM000/sub-FM000_sessions.tsv")
+    row = rows[0]
+    pre = sum(res["ts_pre_ratings"]) / len(res["ts_pre_ratings"])
+    assert float(row["ts_post"]) == new_post[0]
+    assert math.isclose(float(row["cpm_abs"]), pre - new_post[0], abs_tol=1e-9)
+    assert math.isclose(float(row["cpm_pct"]), (pre - new_post[0]) / pre * 100, abs_tol=1e-9)
+    assert row["cpm_category"] == "inhibition"
+    assert "results.ts_post_ratings" in row["amendments"] and "read back wrongly" in row["amendments"]

@@ -271,3 +271,22 @@ def test_refuses_a_non_empty_output_folder(tmp_path: Path) -> None:
     assert main(["export", "redcap", str(build_study()), str(tmp_path / "out")]) == 2
     assert main(["export", "redcap", str(build_study()), str(tmp_path / "new")]) == 0
     assert (tmp_path / "new" / "data.csv").read_bytes() == (redcap_export() / "data.csv").read_bytes()
+
+
+def test_repeated_visit_fills_the_event_with_the_last_completed_session(tmp_path: Path) -> None:
+    import shutil
+
+    from cpm_session.clock import VirtualClock
+    from cpm_session.engine import run_simulated_visit
+
+    data = tmp_path / "data"
+    shutil.copytree(build_study() / "FM-000", data / "FM-000")
+    first = next((data / "FM-000").glob("post-*"))
+    second = run_simulated_visit(data, "FM-000", "post", seed=77, clock=VirtualClock())
+    export_redcap(data, tmp_path / "out")
+    rows = [r for r in read_csv(tmp_path / "out" / "data.csv")[1] if r["redcap_event_name"] == "post_arm_1"]
+    assert len(rows) == 1
+    assert rows[0]["session_folder"] == second.name
+    assert rows[0]["other_attempts"] == f"{first.name} (completed, verified)"
+    h = effective(second)
+    assert same(rows[0]["cpm_abs"], h["results"]["cpm_abs"])

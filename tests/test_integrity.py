@@ -250,6 +250,40 @@ def test_torn_tail_is_reported_with_its_line_number(session: Path) -> None:
     assert any(f"line {n + 1}: incomplete last line" in p for p in problems), problems
 
 
+def test_torn_tail_of_a_killed_session_is_a_note_with_its_line_number(tmp_path: Path) -> None:
+    s = make_session(tmp_path / "data", status="running")
+    raw = (s / "events.jsonl").read_bytes()
+    n = raw.count(b"\n")
+    (s / "events.jsonl").write_bytes(raw + b'{"seq": 99, "t": 1.0, "ev')
+    report = verify_session_report(s)
+    assert report.problems == []
+    assert any(f"line {n + 1}: incomplete last line" in x and "expected after a kill" in x for x in report.notes)
+
+
+def test_concurrent_amendments_never_fork_the_chain(session: Path) -> None:
+    import threading
+
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def amend(k: int) -> None:
+        barrier.wait()
+        try:
+            amend_session(session, f"note_{k}", k, f"reason {k}", "AB")
+        except BaseException as e:  # noqa: BLE001 - collected and asserted below
+            errors.append(e)
+
+    threads = [threading.Thread(target=amend, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert verify_session(session) == []
+    header = json.loads((session / "session.json").read_text())
+    assert sorted(a["field"] for a in header["amendments"]) == [f"note_{k}" for k in range(4)]
+
+
 def test_appended_line_after_close_is_a_failure(session: Path) -> None:
     lines = _lines(session)
     extra = json.dumps({"seq": len(lines), "t": 0.0, "wall": "x", "event": "note", "prev": line_hash(lines[-1])})

@@ -176,6 +176,9 @@ def test_julabo_driver_spacing_and_setpoint(terminator, wire_end):
         info = dev.connect()
         assert info.identity.startswith("JULABO") and info.extra["status"] == "03 REMOTE START"
         assert dev.read_c() == pytest.approx(2.5, abs=0.01)
+        t0 = time.monotonic()
+        assert dev.read_c() == pytest.approx(2.5, abs=0.01)  # reused: no second IN_PV_00, no 250 ms stall
+        assert time.monotonic() - t0 < 0.05
         assert dev.set_setpoint(3.0) == 3.0
         assert dev.running() is True
         dev.close()

@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from cpm_session.devices.base import Bath, DeviceInfo
 from cpm_session.devices.transport import Transport
 from cpm_session.devices.wire import julabo, lauda, thermometer
+
+
+class _ReuseRecent:
+    """Reuse a reading younger than the command spacing instead of stalling the caller behind it.
+
+    Circulators need 250 ms between commands; the engine samples every 0.1 s during the immersion.
+    A bath changes by far less than its resolution in 0.3 s, so the last value is returned instead.
+    """
+
+    def __init__(self, max_age_s: float) -> None:
+        self.max_age_s = max_age_s
+        self.value: float | None = None
+        self.wall = -1e9
+
+    def get(self) -> float | None:
+        fresh = self.value is not None and time.monotonic() - self.wall < self.max_age_s
+        return self.value if fresh else None
+
+    def put(self, value: float) -> float:
+        self.value, self.wall = value, time.monotonic()
+        return value
 
 
 class JulaboBath(Bath):
@@ -16,8 +38,10 @@ class JulaboBath(Bath):
 
     def __init__(self, conn: Any, *, port: str, terminator: bytes = b"\r", timeout_s: float = 1.0) -> None:
         self.port, self.terminator = port, terminator
-        self.transport = Transport(conn, role=self.role, port=port, min_interval_s=julabo.MIN_COMMAND_INTERVAL_S + julabo.SPACING_MARGIN_S,
+        spacing = julabo.MIN_COMMAND_INTERVAL_S + julabo.SPACING_MARGIN_S
+        self.transport = Transport(conn, role=self.role, port=port, min_interval_s=spacing,
                                    default_timeout_s=timeout_s)
+        self._recent = _ReuseRecent(spacing)
 
     def _ask(self, command: str, decode: Any) -> Any:
         return self.transport.query(julabo.encode(command, self.terminator), decode, command=command, first_only=True)
@@ -31,8 +55,11 @@ class JulaboBath(Bath):
                           {"status": f"{status.code:02d} {status.text}"})
 
     def read_c(self) -> float:
-        """Return the bath temperature (`IN_PV_00`)."""
-        return float(self._ask(julabo.READ_TEMPERATURE, julabo.decode_float))
+        """Return the bath temperature (`IN_PV_00`); a reading younger than the command spacing is reused."""
+        recent = self._recent.get()
+        if recent is not None:
+            return recent
+        return self._recent.put(float(self._ask(julabo.READ_TEMPERATURE, julabo.decode_float)))
 
     def setpoint_c(self) -> float | None:
         """Return the working set point (`IN_SP_00`)."""
@@ -66,8 +93,10 @@ class LaudaBath(Bath):
 
     def __init__(self, conn: Any, *, port: str, timeout_s: float = 1.0) -> None:
         self.port = port
-        self.transport = Transport(conn, role=self.role, port=port, min_interval_s=lauda.MIN_COMMAND_INTERVAL_S + lauda.SPACING_MARGIN_S,
+        spacing = lauda.MIN_COMMAND_INTERVAL_S + lauda.SPACING_MARGIN_S
+        self.transport = Transport(conn, role=self.role, port=port, min_interval_s=spacing,
                                    default_timeout_s=timeout_s)
+        self._recent = _ReuseRecent(spacing)
 
     def _ask(self, command: str, decode: Any) -> Any:
         return self.transport.query(lauda.encode(command), decode, command=command, first_only=True)
@@ -78,8 +107,11 @@ class LaudaBath(Bath):
         return DeviceInfo(self.role, self.model, self.port, self._ask(lauda.READ_TYPE, lauda.decode_type))
 
     def read_c(self) -> float:
-        """Return the bath temperature (`IN_PV_00`)."""
-        return float(self._ask(lauda.READ_TEMPERATURE, lauda.decode_float))
+        """Return the bath temperature (`IN_PV_00`); a reading younger than the command spacing is reused."""
+        recent = self._recent.get()
+        if recent is not None:
+            return recent
+        return self._recent.put(float(self._ask(lauda.READ_TEMPERATURE, lauda.decode_float)))
 
     def setpoint_c(self) -> float | None:
         """Return the set point (`IN_SP_00`)."""

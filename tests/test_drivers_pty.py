@@ -311,3 +311,26 @@ def test_thermode_driver_validates_before_opening_anything():
     with pytest.raises(StationFileError, match="zones"):
         open_real("thermode", RoleConfig(model="tcs2", port="loop://", zones="111"), cap_c=CAP_C,
                   neutral_c=NEUTRAL_C, clock=RealClock())
+
+
+def test_identity_without_line_ending_is_accepted_once_the_line_goes_quiet():
+    emu = TcsEmulator(speed=1.0).start()
+    original = emu._execute
+
+    def terse(c: bytes) -> None:
+        if c == b"?":
+            emu.send(b"TCS")  # no CR LF, and the stream is muted: nothing terminates it
+        else:
+            original(c)
+
+    emu._execute = terse
+    emu.muted = True
+    try:
+        dev = open_real("thermode", RoleConfig(model="tcs2", port=emu.port), cap_c=CAP_C, neutral_c=NEUTRAL_C,
+                        clock=RealClock())
+        t0 = time.monotonic()
+        assert dev.connect().identity == "TCS"
+        assert time.monotonic() - t0 < 0.8
+        dev.close()
+    finally:
+        emu.stop()

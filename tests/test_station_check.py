@@ -120,3 +120,11 @@ def test_example_lab_station_is_valid():
     st = load_station(ROOT / "hardware" / "example-lab.toml")
     assert (st.thermode.model, st.bath.model, st.algometer.model) == ("tcs2", "julabo", "wagner-fdx")
     assert st.thermode.port.startswith("/dev/tty")
+
+
+def test_second_example_station_is_valid_and_opens_real_drivers_for_its_models():
+    from cpm_session.devices.real import serial_settings
+
+    st = load_station(ROOT / "hardware" / "example-lab-lauda-mark10.toml")
+    assert (st.bath.model, st.algometer.model) == ("lauda", "mark10")
+    assert serial_settings(st.bath)["baudrate"] == 9600 and serial_settings(st.algometer)["baudrate"] == 115200

@@ -33,7 +33,9 @@ LIVE_STATUSES = ("running", "paused_fault")
 """Statuses of a session that is still being written, or whose process was killed before closing it."""
 
 RATING_CHECK_COLUMNS = ("phase", "trial", "rating", "rt_s")
-"""ratings.csv columns compared with the `rating` events of the log."""
+"""ratings.csv columns compared with the `rating` (and `ppt`) events of the log."""
+RATING_SOURCE_EVENTS = ("rating", "ppt")
+"""Events that each give one ratings.csv row, in log order (a pressure pain threshold is a `ppt` row)."""
 
 FLOAT_TOLERANCE = 1e-9
 """Absolute/relative tolerance when comparing numbers in ratings.csv with the log (text round trip)."""
@@ -219,6 +221,14 @@ def _num_equal(a: str, b: object) -> bool:
     return math.isclose(fa, fb, rel_tol=FLOAT_TOLERANCE, abs_tol=FLOAT_TOLERANCE)
 
 
+def _as_rating(ev: dict[str, Any]) -> dict[str, Any]:
+    """Return the ratings.csv view of a `rating` event, or of a `ppt` event (phase ppt, intensity = kPa)."""
+    if ev.get("event") != "ppt":
+        return ev
+    return {"event": "ppt", "seq": ev.get("seq"), "phase": ev.get("phase", "ppt"), "trial": ev.get("trial"),
+            "rating": ev.get("rating"), "rt_s": ev.get("rt_s"), "intensity": ev.get("kpa", ev.get("intensity"))}
+
+
 def _check_ratings(path: Path, events: list[dict[str, Any]], live: bool, result: VerifyResult) -> None:
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -226,9 +236,9 @@ def _check_ratings(path: Path, events: list[dict[str, Any]], live: bool, result:
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         result.problems.append(f"ratings.csv cannot be read: {e}")
         return
-    rating_events = [ev for ev in events if ev.get("event") == "rating"]
+    rating_events = [_as_rating(ev) for ev in events if ev.get("event") in RATING_SOURCE_EVENTS]
     for k, (row, ev) in enumerate(zip(rows, rating_events, strict=False), start=1):
-        for col in RATING_CHECK_COLUMNS:
+        for col in RATING_CHECK_COLUMNS + (("intensity",) if ev.get("event") == "ppt" else ()):
             if col not in row:
                 result.problems.append(f"ratings.csv has no column '{col}'")
                 return
@@ -240,7 +250,7 @@ def _check_ratings(path: Path, events: list[dict[str, Any]], live: bool, result:
                     f"seq {ev.get('seq')} says {logged!r}; the derived table no longer matches the log")
                 return
     if len(rows) != len(rating_events):
-        msg = f"ratings.csv has {len(rows)} rows but the log has {len(rating_events)} rating events"
+        msg = f"ratings.csv has {len(rows)} rows but the log has {len(rating_events)} rating/ppt events"
         if live and len(rows) < len(rating_events):
             result.notes.append(msg + " (session still running or killed: the table lags the log)")
         else:

@@ -13,7 +13,6 @@ import json
 import math
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -201,26 +200,33 @@ def test_every_column_of_every_table_is_described() -> None:
     assert desc["GeneratedBy"][0]["Name"] == "cpm-session"
 
 
-def test_physio_sidecars_describe_their_columns_and_timing() -> None:
-    out = bids_export()
+def read_physio(gz: Path) -> list[list[str]]:
+    return [line.split("\t") for line in gzip.decompress(gz.read_bytes()).decode().rstrip("\n").split("\n")]
+
+
+def check_physio(out: Path) -> int:
+    """Check every physio file against its sidecar; return how many there are."""
     n = 0
     for side_path in sorted(out.rglob("*_physio.json")):
         side = json.loads(side_path.read_text())
-        gz = side_path.with_name(side_path.name.replace(".json", ".tsv.gz"))
-        lines = gzip.decompress(gz.read_bytes()).decode().rstrip("\n").split("\n")
-        assert not lines[0].startswith("time"), "physio files have no header line"
-        rows = [line.split("\t") for line in lines]
+        rows = read_physio(side_path.with_name(side_path.name.replace(".json", ".tsv.gz")))
+        assert rows[0][0] != "time", "physio files have no header line"
         assert all(len(r) == len(side["Columns"]) for r in rows)
-        assert side["Columns"][0] == "time"
+        assert side["Columns"][0] == "time" and side["TaskName"] == "cpm"
         for c in side["Columns"]:
             assert side[c]["Description"] and side[c]["Units"], c
-        times = [float(r[0]) for r in rows]
-        assert side["StartTime"] == times[0]
-        dt = statistics.median(b - a for a, b in zip(times, times[1:], strict=False))
-        assert math.isclose(side["SamplingFrequency"], 1 / dt, rel_tol=1e-6)
-        assert side["TaskName"] == "cpm"
+        fs, t0 = side["SamplingFrequency"], side["StartTime"]
+        assert rows[0][0] != "n/a" and float(rows[0][0]) == t0
+        # every sample sits in the row its time belongs to at the declared rate
+        for i, r in enumerate(rows):
+            if r[0] != "n/a":
+                assert abs(float(r[0]) - (t0 + i / fs)) <= 0.5 / fs + 1e-6, (side_path.name, i, r[0])
         n += 1
-    assert n >= 2 * N_PARTICIPANTS * len(VISITS)
+    return n
+
+
+def test_physio_sidecars_describe_their_columns_and_timing() -> None:
+    assert check_physio(bids_export()) >= 2 * N_PARTICIPANTS * len(VISITS)
 
 
 # ------------------------------------------------------------------------------------------ round trip
@@ -286,8 +292,8 @@ def test_physio_values_round_trip_devices_csv() -> None:
             side = json.loads((out / f"sub-{sub}/ses-{ses}/beh/sub-{sub}_ses-{ses}_task-cpm_recording-{role}"
                                      f"_physio.json").read_text())
             gz = out / f"sub-{sub}/ses-{ses}/beh/sub-{sub}_ses-{ses}_task-cpm_recording-{role}_physio.tsv.gz"
-            rows = [line.split("\t") for line in gzip.decompress(gz.read_bytes()).decode().rstrip("\n").split("\n")]
-            got = {(r[0], q): r[i] for r in rows for i, q in enumerate(side["Columns"][1:], start=1) if r[i] != "n/a"}
+            got = {(r[0], q): r[i] for r in read_physio(gz) for i, q in enumerate(side["Columns"][1:], start=1)
+                   if r[i] != "n/a"}
             want = {(r["t"], r["quantity"]): r["value"] for r in src if r["role"] == role}
             assert got == want, (s, role)
             units = {r["unit"] for r in src if r["role"] == role}
@@ -404,3 +410,30 @@ def test_amended_ts_ratings_recompute_ts_and_cpm_in_the_export(tmp_path: Path) -
     assert math.isclose(float(row["cpm_pct"]), (pre - new_post[0]) / pre * 100, abs_tol=1e-9)
     assert row["cpm_category"] == "inhibition"
     assert "results.ts_post_ratings" in row["amendments"] and "read back wrongly" in row["amendments"]
+
+
+def test_pressure_protocol_study_exports_valid_bids_with_gridded_algometer_trace(tmp_path: Path) -> None:
+    from cpm_session.engine import run_simulated_visit
+
+    data = tmp_path / "data"
+    for k, visit in enumerate(VISITS):
+        run_simulated_visit(data, "P-001", visit, protocol_path="protocols/cpm-pressure.toml", seed=k,
+                            clock=VirtualClock())
+    out = tmp_path / "bids"
+    export_bids(data, out)
+    assert check_physio(out) == 3 * len(VISITS)
+    side = json.loads((out / "sub-P001/ses-baseline/beh/sub-P001_ses-baseline_task-cpm_recording-algometer_physio.json")
+                      .read_text())
+    assert side["Columns"] == ["time", "pressure_kpa"] and side["pressure_kpa"]["Units"] == "kPa"
+    rows = read_physio(out / "sub-P001/ses-baseline/beh/sub-P001_ses-baseline_task-cpm_recording-algometer_physio.tsv.gz")
+    with open(next(data.glob("P-001/baseline-*")) / "devices.csv", newline="") as f:
+        want = {(r["t"], r["value"]) for r in csv.DictReader(f) if r["role"] == "algometer"}
+    assert {(r[0], r[1]) for r in rows if r[0] != "n/a"} == want
+    _, beh = read_tsv(out / "sub-P001/ses-baseline/beh/sub-P001_ses-baseline_task-cpm_beh.tsv")
+    assert [r["intensity_unit"] for r in beh if r["trial_type"] == "ppt"] == ["kPa"] * 3
+    for tsv in out.rglob("*.tsv"):
+        _check_described(tsv, tsv.with_suffix(".json"))
+    cmd = _deno_validator()
+    if cmd is not None:
+        proc = subprocess.run(cmd + [str(out), "--format", "json"], capture_output=True, text=True, timeout=300)
+        assert [i for i in json.loads(proc.stdout)["issues"]["issues"] if i["severity"] == "error"] == []

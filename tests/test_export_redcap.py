@@ -151,9 +151,10 @@ def test_data_columns_follow_the_dictionary() -> None:
     assert header == expected
 
 
-def test_every_value_is_valid_for_its_field() -> None:
-    fields = {r["Variable / Field Name"]: r for r in dictionary()}
-    for row in data_rows():
+def check_values(out: Path) -> None:
+    """Check every data.csv cell against its field's type, validation, choices and limits."""
+    fields = {r["Variable / Field Name"]: r for r in read_csv(out / "data_dictionary.csv")[1]}
+    for row in read_csv(out / "data.csv")[1]:
         for name, value in row.items():
             if value == "" or name not in fields:
                 continue
@@ -175,6 +176,28 @@ def test_every_value_is_valid_for_its_field() -> None:
             for lim, op in (("Text Validation Min", float.__ge__), ("Text Validation Max", float.__le__)):
                 if f[lim]:
                     assert op(float(value), float(f[lim])), (name, value)
+
+
+def test_every_value_is_valid_for_its_field() -> None:
+    check_values(redcap_export())
+
+
+def test_pressure_protocol_study_exports_valid_values(tmp_path: Path) -> None:
+    from cpm_session.clock import VirtualClock
+    from cpm_session.engine import run_simulated_visit
+
+    data = tmp_path / "data"
+    for k, visit in enumerate(VISITS):
+        run_simulated_visit(data, "P-001", visit, protocol_path="protocols/cpm-pressure.toml", seed=k,
+                            clock=VirtualClock())
+    export_redcap(data, tmp_path / "out")
+    check_values(tmp_path / "out")
+    rows = read_csv(tmp_path / "out" / "data.csv")[1]
+    for row in rows:
+        h = effective(next(data.glob(f"P-001/{row['redcap_event_name'].split('_arm_')[0]}-*")))
+        for col in ("ts_modality", "ts_unit", "ppt_kpa", "pain60_c", "ts_pre", "ts_post", "cpm_abs", "cpm_pct"):
+            assert same(row[col], h["results"].get(col)), col
+    assert [r["ts_unit"] for r in rows] == ["kPa", "kPa"]
 
 
 def _session_row(pid: str, visit: str) -> dict[str, str]:

@@ -321,7 +321,7 @@ def test_ratings_table_with_a_missing_row_is_found(session: Path) -> None:
     text = (session / "ratings.csv").read_text().splitlines()
     (session / "ratings.csv").write_text("\n".join(text[:-1]) + "\n")
     problems = verify_session(session)
-    assert any("ratings.csv has 4 rows but the log has 5 rating events" in p for p in problems), problems
+    assert any("ratings.csv has 4 rows but the log has 5 rating/ppt events" in p for p in problems), problems
 
 
 def test_changed_header_final_hash_is_found(session: Path) -> None:

@@ -42,6 +42,8 @@ NA = "n/a"
 DATASET_NAME = "Conditioned Pain Modulation sessions"
 SAMPLING_TOLERANCE = 0.01
 """Relative deviation of sample intervals from their median above which a trace counts as irregular."""
+MAX_GRID_FILL = 50
+"""An irregular trace is put on a regular grid only if the grid has at most this many rows per sample."""
 
 PHASE_LEVELS = {
     "calibration": "Calibration stimulus (finding the test-stimulus intensity)",
@@ -153,7 +155,8 @@ SESSION_COLUMNS: list[tuple[str, str, dict[str, Any]]] = [
         "Maximum bath temperature during the immersion."}),
     ("calibration_method", "results.calibration.method", {"LongName": "Calibration method", "Description":
         "How the test-stimulus intensity was calibrated.", "Levels": {
-            "ascending": "Ascending series of stimuli", "staircase": "Staircase around the target rating"}}),
+            "ascending": "Ascending series of stimuli", "staircase": "Staircase around the target rating",
+            "ppt_mean": "Pressure protocols: test-stimulus pressure from the mean pressure pain threshold"}}),
     ("calibration_n_stimuli", "results.calibration.n_stimuli", {"LongName": "Calibration stimuli", "Description":
         "Number of calibration stimuli."}),
     ("calibration_slope", "results.calibration.slope", {"LongName": "Calibration slope", "Description":
@@ -171,6 +174,16 @@ SESSION_COLUMNS: list[tuple[str, str, dict[str, Any]]] = [
         "by <operator> at <UTC time>)', separated by ' | '. Values in this table are the amended (effective) ones; "
         "the originals stay in the source log. n/a when there is none."}),
 ]
+
+
+def _with_observed_levels(desc: dict[str, Any], values: list[str]) -> dict[str, Any]:
+    """Return `desc` with every observed value described in its Levels (unknown ones 'as recorded')."""
+    if "Levels" not in desc:
+        return desc
+    levels = dict(desc["Levels"])
+    for v in sorted(set(values) - {NA} - set(levels)):
+        levels[v] = f"'{v}' as recorded by the session engine"
+    return dict(desc, Levels=levels)
 
 
 def bids_label(text: str, what: str) -> str:
@@ -291,11 +304,25 @@ def beh_table(s: SessionData) -> tuple[list[str], list[list[str]], dict[str, Any
 # ----------------------------------------------------------------------------------------------- physio
 
 
+def _grid(tf: list[float]) -> tuple[float, list[int]] | None:
+    """Place irregular sample times on a regular grid at the finest interval; return (dt, slot of each
+    sample) or None when two samples would share a slot or the grid would be mostly empty."""
+    dts = [round(b - a, 6) for a, b in zip(tf, tf[1:], strict=False)]
+    fine = min(d for d in dts if d > 0)
+    slots = [round((t - tf[0]) / fine) for t in tf]
+    if len(set(slots)) != len(slots) or slots[-1] + 1 > MAX_GRID_FILL * len(tf):
+        return None
+    return fine, slots
+
+
 def device_traces(s: SessionData) -> dict[str, tuple[list[str], list[list[str]], dict[str, Any]]]:
     """Return per device role (columns, rows, sidecar) for ``_recording-<role>_physio``.
 
-    Columns are ``time`` (session seconds of the sample) and one per quantity the role reported; the
-    sidecar's SamplingFrequency is the median sampling rate and StartTime the first sample's session time.
+    Columns are ``time`` (exact session seconds of the sample) and one per quantity the role reported.
+    Regularly sampled traces (the usual 1 Hz) are written as they are. A trace whose rate changes (an
+    algometer sampled faster during ramps) is laid on a regular grid at its finest interval, each
+    sample in the row nearest its time and n/a rows in between, so SamplingFrequency holds; the time
+    column still gives each sample's exact time. StartTime is the first sample's session time.
     """
     by_role: dict[str, dict[str, dict[str, str]]] = {}
     units: dict[tuple[str, str], str] = {}
@@ -317,19 +344,32 @@ def device_traces(s: SessionData) -> dict[str, tuple[list[str], list[list[str]],
         dt = statistics.median(dts)
         if dt <= 0:
             continue
-        regular = all(abs(d - dt) <= SAMPLING_TOLERANCE * dt for d in dts)
         rows = [[t] + [cell(samples[t].get(q)) for q in quantities] for t in times]
+        note = ""
+        if not all(abs(d - dt) <= SAMPLING_TOLERANCE * dt for d in dts):
+            grid = _grid(tf)
+            if grid is None:
+                note = ("; sampling is irregular: one row per sample, the time column holds its exact session "
+                        "time and SamplingFrequency is the median rate")
+            else:
+                dt, slots = grid
+                gridded = [[NA] * (1 + len(quantities)) for _ in range(slots[-1] + 1)]
+                for slot, row in zip(slots, rows, strict=True):
+                    gridded[slot] = row
+                rows = gridded
+                note = (f"; the device's sampling rate varies, so samples sit on a regular {dt:g} s grid in the "
+                        f"row nearest their time (n/a rows where there was no sample); the time column holds "
+                        f"each sample's exact session time")
         sidecar: dict[str, Any] = {
             "TaskName": TASK,
             "PhysioType": "generic",
             "SamplingFrequency": round(1.0 / dt, 9),
             "StartTime": tf[0],
             "Columns": ["time"] + quantities,
-            "Description": f"{role} readings from the session's devices.csv"
-                           + ("" if regular else "; sampling is not perfectly regular: the time column holds each "
-                                                 "sample's exact session time and SamplingFrequency is the median rate"),
-            "time": {"LongName": "Sample time", "Units": "s",
-                     "Description": "Session time of the sample (the clock of onset in the _beh.tsv file)."},
+            "Description": f"{role} readings from the session's devices.csv{note}",
+            "time": {"LongName": "Sample time", "Units": "s", "Description":
+                     "Exact session time of the sample (the clock of onset in the _beh.tsv file); n/a in grid "
+                     "rows without a sample."},
         }
         for q in quantities:
             unit = units.get((role, q), "")
@@ -453,7 +493,8 @@ def export_bids(data_dir: str | Path, out_dir: str | Path, *, include_unverified
         "session_id": {"LongName": "Session label", "Description": "BIDS session label (ses-<visit>)."},
         "acq_time": {"LongName": "Start time", "Description": "UTC start time of the session (seconds precision)."},
     }
-    ses_side.update({name: desc for name, _, desc in SESSION_COLUMNS})
+    ses_side.update({name: _with_observed_levels(desc, [r[2 + k] for rows in ses_rows.values() for r in rows])
+                     for k, (name, _, desc) in enumerate(SESSION_COLUMNS)})
     for sub, rows in ses_rows.items():
         put_tsv(out / f"sub-{sub}" / f"sub-{sub}_sessions.tsv", ses_cols, rows)
         put_json(out / f"sub-{sub}" / f"sub-{sub}_sessions.json", ses_side)

@@ -334,3 +334,10 @@ def test_identity_without_line_ending_is_accepted_once_the_line_goes_quiet():
         dev.close()
     finally:
         emu.stop()
+
+
+def test_real_driver_path_never_imports_emulators():
+    code = ("import sys; import cpm_session.devices.real as r; import cpm_session.devices.tcs2, "
+            "cpm_session.devices.baths, cpm_session.devices.algometers, cpm_session.station_check; "
+            "bad = [m for m in sys.modules if m.startswith('cpm_session.emulators')]; assert not bad, bad")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

@@ -32,8 +32,12 @@ TORN_FILE = "events.torn"
 LIVE_STATUSES = ("running", "paused_fault")
 """Statuses of a session that is still being written, or whose process was killed before closing it."""
 
-RATING_CHECK_COLUMNS = ("phase", "trial", "rating", "rt_s")
-"""ratings.csv columns compared with the `rating` (and `ppt`) events of the log."""
+RATING_CHECK_COLUMNS = ("phase", "trial", "attempt", "site", "intensity", "intensity_unit", "rating", "rt_s",
+                        "onset_t", "planned_onset_t", "missing", "flag")
+"""ratings.csv columns compared with the `rating` events of the log (each one the event carries)."""
+PPT_CHECK_COLUMNS = ("phase", "trial", "intensity")
+"""ratings.csv columns compared with `ppt` events (a pressure pain threshold row: intensity = kPa)."""
+TEXT_COLUMNS = ("phase", "site", "intensity_unit", "flag")
 RATING_SOURCE_EVENTS = ("rating", "ppt")
 """Events that each give one ratings.csv row, in log order (a pressure pain threshold is a `ppt` row)."""
 
@@ -189,8 +193,8 @@ def _check_header_vs_log(header: dict[str, Any], lines: list[bytes], result: Ver
         result.problems.append(f"session.json log_events is {recorded_n!r}, not a count")
         return
     if n < recorded_n:
-        result.problems.append(f"events.jsonl has {n} lines but session.json records {recorded_n}: lines "
-                               f"{n + 1}..{recorded_n} were deleted (log truncated)")
+        result.problems.append(f"events.jsonl has {n} lines but session.json records {recorded_n}: "
+                               f"{recorded_n - n} line(s) missing (deleted, or the log truncated after line {n})")
         return
     at = line_hash(lines[recorded_n - 1]) if recorded_n > 0 else GENESIS
     if at != recorded_h:
@@ -226,7 +230,7 @@ def _as_rating(ev: dict[str, Any]) -> dict[str, Any]:
     if ev.get("event") != "ppt":
         return ev
     return {"event": "ppt", "seq": ev.get("seq"), "phase": ev.get("phase", "ppt"), "trial": ev.get("trial"),
-            "rating": ev.get("rating"), "rt_s": ev.get("rt_s"), "intensity": ev.get("kpa", ev.get("intensity"))}
+            "intensity": ev.get("kpa", ev.get("intensity"))}
 
 
 def _check_ratings(path: Path, events: list[dict[str, Any]], live: bool, result: VerifyResult) -> None:
@@ -238,12 +242,15 @@ def _check_ratings(path: Path, events: list[dict[str, Any]], live: bool, result:
         return
     rating_events = [_as_rating(ev) for ev in events if ev.get("event") in RATING_SOURCE_EVENTS]
     for k, (row, ev) in enumerate(zip(rows, rating_events, strict=False), start=1):
-        for col in RATING_CHECK_COLUMNS + (("intensity",) if ev.get("event") == "ppt" else ()):
+        for col in PPT_CHECK_COLUMNS if ev.get("event") == "ppt" else RATING_CHECK_COLUMNS:
+            if col not in ev:
+                continue
             if col not in row:
                 result.problems.append(f"ratings.csv has no column '{col}'")
                 return
             cell, logged = row[col] or "", ev.get(col)
-            same = (cell == str(logged)) if col == "phase" else _num_equal(cell, logged)
+            same = (cell == ("" if logged is None else str(logged))) if col in TEXT_COLUMNS \
+                else _num_equal(cell, logged)
             if not same:
                 result.problems.append(
                     f"ratings.csv row {k} (file line {k + 1}): {col} is {cell!r} but the log's rating event "

@@ -218,7 +218,7 @@ def test_a_deleted_line_is_found_with_its_line_number(pristine: Path, tmp_path: 
     assert problems
     first = problems[0]
     if i == len(lines):  # the last line went: the header still records one more event
-        assert f"lines {i + 1}..{i + 1} were deleted" in first, first
+        assert f"1 line(s) missing (deleted, or the log truncated after line {i})" in first, first
     elif i == 0:
         assert re.search(r"\bline 1\b", first) and "genesis" in first, first
     else:
@@ -315,6 +315,28 @@ def test_ratings_table_that_no_longer_matches_the_log_is_found(session: Path) ->
     problems = verify_session(session)
     assert len(problems) == 1
     assert "ratings.csv row 2 (file line 3): rating is '99.0'" in problems[0]
+
+
+@pytest.mark.parametrize("column", ["phase", "trial", "attempt", "site", "intensity", "intensity_unit", "rating",
+                                    "rt_s", "onset_t", "planned_onset_t", "missing", "flag"])
+def test_any_changed_cell_of_a_real_ratings_table_is_found(pristine: Path, tmp_path: Path, column: str) -> None:
+    import csv
+
+    s = _copy(pristine, tmp_path)
+    with open(s / "ratings.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    k = 10  # a ts_pre row: every column has a value
+    new = {"phase": "ts_post", "site": "left calf", "intensity_unit": "kPa", "flag": "not_noxious",
+           "missing": "True"}.get(column, "7")
+    assert rows[k][column] != new
+    rows[k][column] = new
+    with open(s / "ratings.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    problems = verify_session(s)
+    assert len(problems) == 1 and problems[0].startswith(f"ratings.csv row {k + 1} (file line {k + 2}): {column} is "), \
+        problems
 
 
 def test_ratings_table_with_a_missing_row_is_found(session: Path) -> None:

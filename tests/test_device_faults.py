@@ -220,3 +220,20 @@ def test_line_framer_is_total(data):
     msgs, tail = split_lines(data)
     assert all(m and b"\r" not in m and b"\n" not in m for m in msgs)
     assert b"\r" not in tail and b"\n" not in tail
+
+
+def test_wagner_poller_failure_surfaces_on_the_next_call():
+    emu = AlgometerEmulator(model="wagner-fdx", auto_press=False).start()
+    dev = open_real("algometer", RoleConfig(model="wagner-fdx", port=emu.port, timeout_s=0.3), cap_c=CAP_C,
+                    neutral_c=NEUTRAL_C, clock=RealClock())
+    try:
+        dev.connect()
+        emu.unplug()
+        assert wait_for(lambda: dev.transport.fault is not None)
+        time.sleep(0.1)
+        with pytest.raises(DeviceDisconnected) as ei:
+            dev.read_kpa()
+        assert (ei.value.role, ei.value.port, ei.value.command) == ("algometer", emu.port, "?")
+    finally:
+        dev.close()
+        emu.stop()

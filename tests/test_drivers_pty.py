@@ -251,9 +251,13 @@ def test_wagner_reads_lbf_as_kpa_with_probe_area():
         assert 40.0 < kpa < 80.0  # ~50 kPa after 0.5 s at 100 kPa/s, sent as negative lbf for 0.5 cm²
         assert dev.peak_kpa() >= kpa
         dev.clear_peak()
+        emu.press(ramp_kpa_per_s=300.0, stop_kpa=150.0)
+        time.sleep(1.2)  # ramp 0.5 s, release 0.5 s: the host reads nothing meanwhile, the poller does
+        assert dev.peak_kpa() == pytest.approx(150.0, abs=16.0)
         dev.close()
         assert emu.received_bytes().startswith(b"?\r\n")
         assert set(emu.received_bytes().split(b"\r\n")) == {b"?", b""}
+        assert len(emu.commands) > 20  # polled at ~20 Hz
     finally:
         emu.stop()
 

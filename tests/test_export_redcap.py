@@ -313,3 +313,33 @@ def test_repeated_visit_fills_the_event_with_the_last_completed_session(tmp_path
     assert rows[0]["other_attempts"] == f"{first.name} (completed, verified)"
     h = effective(second)
     assert same(rows[0]["cpm_abs"], h["results"]["cpm_abs"])
+
+
+def test_licensed_questionnaire_wording_never_leaves_the_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    from cpm_session import questionnaires
+    from cpm_session.export.bids import export_bids
+
+    real = questionnaires.load_questionnaire
+
+    def licensed(name: str, **kw: Any) -> Any:
+        q = real(name, **kw)
+        if name != "hads":
+            return q
+        items = [dataclasses.replace(it, text=f"SECRET item text {it.id}",
+                                     options=[dataclasses.replace(o, label=f"SECRET option {o.value}")
+                                              for o in it.options]) for it in q.items]
+        return dataclasses.replace(q, items=items, wording_source="local file questionnaires/local/hads.toml")
+
+    monkeypatch.setattr(questionnaires, "load_questionnaire", licensed)
+    export_redcap(build_study(), tmp_path / "redcap")
+    export_bids(build_study(), tmp_path / "bids")
+    for p in list((tmp_path / "redcap").rglob("*")) + list((tmp_path / "bids").rglob("*.json")):
+        if p.is_file():
+            assert "SECRET" not in p.read_text(encoding="utf-8"), p
+    fields = {r["Variable / Field Name"]: r for r in read_csv(tmp_path / "redcap" / "data_dictionary.csv")[1]}
+    assert fields["hads_q1"]["Field Label"] == "hads item q1"
+    assert set(choices(fields["hads_q1"]).values()) == set(choices(fields["hads_q1"]))  # labels are the values
+    nrs = fields["nrs_pain_now"]
+    assert "pain" in nrs["Field Label"].lower() and nrs["Field Label"] != "nrs item pain_now"  # free wording stays

@@ -182,6 +182,26 @@ def collect_study(data_dir: str | Path, *, include_unverified: bool = False) -> 
     return Study(data_dir, sessions, {p: a for p, a in aes.items() if a})
 
 
+def questionnaire_labels(name: str) -> dict[str, Any]:
+    """Return what an export may say about questionnaire `name`: its title, and item texts and option
+    labels only when the wording ships with cpm-session (licensed wording from a lab's local file
+    never leaves the lab in an export). Empty when the questionnaire file cannot be loaded.
+    """
+    try:
+        from cpm_session.questionnaires import WORDING_INCLUDED, load_questionnaire
+
+        q = load_questionnaire(name)
+    except (CpmError, ImportError, OSError):
+        return {}
+    free = q.wording_source == WORDING_INCLUDED
+    return {
+        "title": q.title,
+        "wording_included": free,
+        "items": {it.id: it.text for it in q.items} if free else {},
+        "options": {it.id: [(o.value, o.label if free else str(o.value)) for o in it.options] for it in q.items},
+    }
+
+
 def prepare_out_dir(out_dir: str | Path) -> Path:
     """Create `out_dir` if needed; refuse (ExportError) if it exists and is not empty."""
     out = Path(out_dir)

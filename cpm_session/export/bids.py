@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from cpm_session import __version__
-from cpm_session.errors import CpmError
 from cpm_session.export import (
     ExportError,
     SessionData,
@@ -33,6 +32,7 @@ from cpm_session.export import (
     amendment_text,
     collect_study,
     prepare_out_dir,
+    questionnaire_labels,
     sessions_by_visit,
 )
 
@@ -565,11 +565,5 @@ def _write_phenotype(study: Study, out: Path, sub_of: dict[str, str], ses_label_
 
 
 def _questionnaire_definition(name: str) -> dict[str, Any]:
-    """Return {"title": ..., "items": {id: text}} from the questionnaire file when it can be loaded."""
-    try:
-        from cpm_session.questionnaires import load_questionnaire
-
-        q = load_questionnaire(name)
-    except (CpmError, ImportError, OSError):  # the file may be absent at the exporting site; labels are optional
-        return {}
-    return {"title": q.title, "items": {it.id: it.text for it in q.items}}
+    """Return {"title": ..., "items": {id: text}} (texts only for wording that ships with cpm-session)."""
+    return questionnaire_labels(name)

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cpm_session.errors import CpmError
 from cpm_session.export import (
     ExportError,
     SessionData,
@@ -29,6 +28,7 @@ from cpm_session.export import (
     amendment_text,
     collect_study,
     prepare_out_dir,
+    questionnaire_labels,
     sessions_by_visit,
 )
 
@@ -49,6 +49,8 @@ FORM_AE = "adverse_events"
 COMPLETE = "2"
 """REDCap's form status code for Complete."""
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+CODE_PATTERN = re.compile(r"^[A-Za-z0-9_]+$")
+"""Raw values REDCap accepts as dropdown/radio codes."""
 
 KNOWN_CHOICES = {
     "session_status": ["completed", "aborted", "running", "paused_fault"],
@@ -160,7 +162,12 @@ CHOICE_LABELS = {"C": "°C", "kPa": "kPa", "none": "None (within threshold)", "p
 
 
 def _choices(values: list[str]) -> str:
-    return " | ".join(f"{v}, {CHOICE_LABELS.get(v, v.replace('_', ' ').capitalize())}" for v in values)
+    return " | ".join(f"{v}, {_clean_label(CHOICE_LABELS.get(v, v.replace('_', ' ').capitalize()))}" for v in values)
+
+
+def _clean_label(text: str) -> str:
+    """Return a choice label safe inside REDCap's 'code, label | code, label' syntax."""
+    return " ".join(text.replace("|", "/").split())
 
 
 def _get(obj: dict[str, Any], dotted: str) -> Any:
@@ -184,6 +191,8 @@ def _session_fields(used: set[str], study: Study) -> list[Field]:
     def cat(name: str, path: str, label: str) -> Field:
         observed = {str(v) for s in study.sessions for v in [_get(s.header, path)] if v not in (None, "")}
         values = KNOWN_CHOICES[name] + sorted(observed - set(KNOWN_CHOICES[name]))
+        if not all(CODE_PATTERN.fullmatch(v) for v in values):  # not codable: keep the text as it is
+            return Field(n(name), f, "text", label, path, note="one of: " + ", ".join(values))
         return Field(n(name), f, "dropdown", label, path, choices=_choices(values))
 
     def number(name: str, path: str, label: str, note: str = "", vmin: str = "", vmax: str = "") -> Field:
@@ -251,21 +260,12 @@ def _ts_fields(used: set[str], study: Study) -> list[Field]:
     return out
 
 
-def _questionnaire_def(name: str) -> Any:
-    try:
-        from cpm_session.questionnaires import load_questionnaire
-
-        return load_questionnaire(name)
-    except (CpmError, ImportError, OSError):
-        return None
-
-
 def _questionnaire_fields(used: set[str], study: Study, forms_used: set[str]) -> list[tuple[str, list[Field]]]:
     out = []
     names = sorted({n for s in study.sessions for n in s.questionnaires})
     for qname in names:
         form = redcap_name(qname, forms_used)
-        qdef = _questionnaire_def(qname)
+        qdef = questionnaire_labels(qname)
         items: list[str] = []
         scores: list[str] = []
         values: dict[str, list[Any]] = {}
@@ -279,20 +279,14 @@ def _questionnaire_fields(used: set[str], study: Study, forms_used: set[str]) ->
         prefix = redcap_name(qname, set())
         fields = [Field(redcap_name(f"{prefix}_entered_by", used), form, "dropdown", "Entered by",
                         f"questionnaires.{qname}.entered_by", choices=_choices(["participant", "staff"]),
-                        section=(qdef.title if qdef else qname))]
+                        section=qdef.get("title") or qname)]
         for i in items:
             fname = i if i.lower().startswith(prefix) else f"{prefix}_{i}"
-            label, choices, validation = i, "", ""
-            item = None
-            if qdef is not None:
-                try:
-                    item = qdef.item(i)
-                except KeyError:
-                    item = None
-            if item is not None:
-                label = item.text
-                if all(isinstance(o.value, int) for o in item.options) and item.options:
-                    choices = " | ".join(f"{o.value}, {o.label}" for o in item.options)
+            label = qdef.get("items", {}).get(i) or f"{qname} item {i}"
+            choices, validation = "", ""
+            options = qdef.get("options", {}).get(i) or []
+            if options and all(isinstance(v, int) and not isinstance(v, bool) for v, _ in options):
+                choices = " | ".join(f"{v}, {_clean_label(lab)}" for v, lab in options)
             observed = [v for v in values.get(i, []) if v is not None]
             if not choices:
                 if all(isinstance(v, int) and not isinstance(v, bool) for v in observed):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cpm_session.analysis.summarize import bath_stats, cpm_category, read_session, summarize, ProtocolCache
+from cpm_session.analysis.summarize import ProtocolCache, bath_stats, cpm_category, read_session, summarize
 from cpm_session.analysis.synth import SynthTruth, write_session, write_unreadable
 from cpm_session.cli import main
 

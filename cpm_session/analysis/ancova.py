@@ -80,15 +80,15 @@ def fit_ancova(data: pd.DataFrame, post: str, base: str, *, arm: str = "arm", re
     arms = sorted(d["g"].unique())
     if len(arms) != 2:
         raise AnalysisError(f"{outcome or post}: need exactly two arms with complete data, found {arms}")
-    reference = reference if reference in arms else arms[0]
-    treatment = arms[1] if arms[0] == reference else arms[0]
+    ref: str = reference if reference is not None and reference in arms else arms[0]
+    treatment = arms[1] if arms[0] == ref else arms[0]
     counts = d["g"].value_counts()
     if min(counts) < MIN_PER_ARM:
         raise AnalysisError(f"{outcome or post}: too few complete participants per arm ({dict(counts)}; "
                             f"need {MIN_PER_ARM})")
     if len(d) < 4:
         raise AnalysisError(f"{outcome or post}: {len(d)} complete participants are too few for the model")
-    term = f"C(g, Treatment(reference={reference!r}))"
+    term = f"C(g, Treatment(reference={ref!r}))"
     formula = f"y ~ {term} + x"
     model = smf.ols(formula, data=d).fit()
     coef_name = f"{term}[T.{treatment}]"
@@ -110,17 +110,17 @@ def fit_ancova(data: pd.DataFrame, post: str, base: str, *, arm: str = "arm", re
     else:
         shapiro_w = shapiro_p = float("nan")
 
-    names = {"Intercept": "Intercept", coef_name: f"arm[{treatment} vs {reference}]", "x": f"baseline {base}"}
+    names = {"Intercept": "Intercept", coef_name: f"arm[{treatment} vs {ref}]", "x": f"baseline {base}"}
     table = pd.DataFrame({
         "term": [names.get(k, k) for k in model.params.index], "coef": model.params.values, "se": model.bse.values,
         "t": model.tvalues.values, "p": model.pvalues.values, "ci_low": ci[0].values, "ci_high": ci[1].values,
     })
     return AncovaResult(
-        outcome=outcome or post, reference=reference, treatment=treatment, n=int(len(d)),
-        n_reference=int(counts[reference]), n_treatment=int(counts[treatment]), estimate=est,
+        outcome=outcome or post, reference=ref, treatment=treatment, n=int(len(d)),
+        n_reference=int(counts[ref]), n_treatment=int(counts[treatment]), estimate=est,
         se=float(model.bse[coef_name]), ci_low=float(ci.loc[coef_name, 0]), ci_high=float(ci.loc[coef_name, 1]),
         p=float(model.pvalues[coef_name]), df_resid=float(model.df_resid), baseline_slope=float(model.params["x"]),
         adj_mean_reference=adj_ref, adj_mean_treatment=adj_ref + est, slopes_f=slopes_f, slopes_p=slopes_p,
         shapiro_w=shapiro_w, shapiro_p=shapiro_p, r2=float(model.rsquared), model_table=table,
-        formula=f"{post} ~ C({arm}, reference={reference}) + {base}",
+        formula=f"{post} ~ C({arm}, reference={ref}) + {base}",
     )

@@ -22,6 +22,7 @@ PHASE_COLORS = {"calibration": "#7f7f7f", "verification": "#9467bd", "ts_pre": "
                 "ts_post": "#d62728", "ppt": "#8c564b", "control_cs": "#bcbd22", "control_ts_post": "#e377c2"}
 ARM_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f"]
 CALIBRATION_TARGET = 60.0
+STOP_EVENTS = {"emergency_stop": "emergency stop", "device_fault": "device fault", "pause": "pause"}
 
 
 def _devices(path: Path) -> pd.DataFrame:
@@ -52,18 +53,22 @@ def session_figure(session_dir: str | Path, out_png: str | Path) -> Path:
     for ev in events:
         if ev.get("event") == "stimulus" and ev.get("onset_t") is not None:
             ax1.axvline(float(ev["onset_t"]), color=PHASE_COLORS.get(str(ev.get("phase")), "#999999"), lw=0.7, alpha=0.6)
+    for ev in events:
+        kind = ev.get("event")
+        if kind in STOP_EVENTS and ev.get("t") is not None:
+            ax1.axvline(float(ev["t"]), color="#d62728", ls="--", lw=1.2, label=STOP_EVENTS[str(kind)])
     ax1.set_ylabel("thermode (°C)")
     ax1.set_xlabel("session time (s)")
     axr = ax1.twinx()
-    seen: set[str] = set()
+    by_phase: dict[str, list[tuple[float, float]]] = {}
     for ev in events:
         if ev.get("event") != "rating" or ev.get("rating") in (None, ""):
             continue
-        ph = str(ev.get("phase"))
-        x = ev.get("prompt_t", ev.get("onset_t", ev.get("t")))
-        axr.scatter([float(x)], [float(ev["rating"])], s=18, color=PHASE_COLORS.get(ph, "k"), zorder=3,
-                    label=None if ph in seen else f"rating: {ph}")
-        seen.add(ph)
+        x = ev.get("prompt_t", ev.get("onset_t", ev.get("t", 0.0)))
+        by_phase.setdefault(str(ev.get("phase")), []).append((float(x or 0.0), float(ev["rating"])))
+    for ph, xy in by_phase.items():
+        xs, ys = zip(*xy, strict=True)
+        axr.scatter(xs, ys, s=18, color=PHASE_COLORS.get(ph, "k"), zorder=3, label=f"rating: {ph}")
     axr.set_ylim(-5, 105)
     axr.set_ylabel("rating (0-100)")
     h1, l1 = ax1.get_legend_handles_labels()
@@ -91,7 +96,7 @@ def session_figure(session_dir: str | Path, out_png: str | Path) -> Path:
 
     # 3. calibration fit
     _calibration_panel(ax3, events)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.92, top=0.93, bottom=0.06, hspace=0.45)
     out = Path(out_png)
     fig.savefig(out, dpi=PLOT_DPI)
     plt.close(fig)
@@ -105,7 +110,7 @@ def _calibration_panel(ax: Any, events: list[dict[str, Any]]) -> None:
     fits = [e for e in events if e.get("event") == "calibration_fit"]
     result = next((e for e in reversed(events) if e.get("event") == "calibration_result"), None)
     if pts:
-        x, y = zip(*pts)
+        x, y = zip(*pts, strict=True)
         ax.scatter(x, y, color="#7f7f7f", s=20, label="calibration / verification ratings", zorder=3)
     if fits:
         f = fits[-1]
@@ -122,7 +127,11 @@ def _calibration_panel(ax: Any, events: list[dict[str, Any]]) -> None:
         if chosen is not None:
             ax.axvline(float(chosen), color="#d62728", lw=1.2, label=f"chosen Pain-60 {float(chosen):.2f} °C")
     if not pts and not fits:
-        ax.text(0.5, 0.5, "no calibration in this session", ha="center", va="center", transform=ax.transAxes)
+        carried = next((e for e in events if e.get("event") == "baseline_intensity"), None)
+        note = "no calibration in this session"
+        if carried is not None and carried.get("ts_intensity") is not None:
+            note += f"\nTS intensity carried over from the baseline visit: {float(carried['ts_intensity']):.2f} °C"
+        ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes)
     ax.set_ylim(-5, 105)
     ax.set_xlabel("thermode temperature (°C)")
     ax.set_ylabel("rating (0-100)")
@@ -165,7 +174,7 @@ def study_figure(wide: pd.DataFrame, out_png: str | Path, *, base_label: str = "
     ax2.axhline(0, color="k", lw=0.6)
     ax2.set_ylabel(f"change in CPM_abs (post - baseline)\n{SIGN_TAG}")
     ax2.set_title("Distribution of CPM change by arm", fontsize=10)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.1, right=0.98, top=0.92, bottom=0.16, wspace=0.35)
     out = Path(out_png)
     fig.savefig(out, dpi=PLOT_DPI)
     plt.close(fig)

@@ -167,7 +167,7 @@ def write_report(analysis: TrialAnalysis, summary: SummaryResult, out_dir: str |
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>CPM trial report</title>"
              f"<style>{CSS}</style></head><body>",
              "<h1>CPM trial report</h1>",
-             f"<p class='muted'>Generated {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} by cpm-session "
+             f"<p class='muted'>Generated {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} by cpm-session "
              f"{__version__} from <code>{html.escape(str(data_dir))}</code>: {n_sessions} session folder(s) "
              f"({', '.join(f'{k} {v}' for k, v in status_counts.items())}); visits {html.escape(a.baseline_visit)} → "
              f"{html.escape(a.post_visit)}.</p>",

@@ -14,9 +14,10 @@ import importlib
 import json
 import math
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -39,6 +40,7 @@ TAIL_COLUMNS = [
 ]
 META_KEYS = ("seq", "t", "wall", "event", "prev")
 INT_COLUMNS = ("bath_n", "n_deviations", "missing_ts_pre", "missing_ts_post", "log_events")
+_PROTECTED: tuple[str, ...]
 try:
     from cpm_session.integrity import PROTECTED_FIELDS as _PROTECTED
 except ImportError:  # the integrity module is optional
@@ -174,18 +176,12 @@ def bath_stats(devices_csv: Path, t0: float, t1: float | None) -> tuple[float | 
     except ValueError:
         return None, None, None, 0
     hi = math.inf if t1 is None else t1
-    vals: list[float] = []
-    pos = 0
     key = b"bath_c"
-    while True:
-        j = raw.find(key, pos)
-        if j < 0:
-            break
-        ls = raw.rfind(b"\n", 0, j) + 1
-        le = raw.find(b"\n", j)
-        le = len(raw) if le < 0 else le
-        pos = le
-        parts = raw[ls:le].split(b",")
+    vals: list[float] = []
+    for line in raw[nl + 1:].split(b"\n"):
+        if key not in line:
+            continue
+        parts = line.split(b",")
         try:
             if parts[iq].strip() != key:
                 continue
@@ -292,7 +288,7 @@ def read_session(path: Path, protocols: ProtocolCache,
                 results.setdefault("ts_modality", st.get("modality"))
                 break
     if results.get("pain60_c") is None:
-        cr = last("calibration_result")
+        cr = last("calibration_result") or last("baseline_intensity")
         if cr is not None and _num(cr.get("pain60_c")) is not None:
             results["pain60_c"] = _num(cr.get("pain60_c"))
     rec["results"] = results
@@ -315,7 +311,7 @@ def read_session(path: Path, protocols: ProtocolCache,
         set_dotted(rec, fld, am.get("new"))
         amended_paths.add(fld)
         amended.append(f"{fld}: {am.get('old')!r} -> {am.get('new')!r} ({am.get('reason', '')}; {am.get('operator', '')})")
-    results = rec.get("results") if isinstance(rec.get("results"), dict) else {}
+    results = rec["results"] if isinstance(rec.get("results"), dict) else {}
 
     # TS and CPM, recomputed from the (possibly amended) rating lists
     pre = [_num(x) for x in (results.get("ts_pre_ratings") or [])]

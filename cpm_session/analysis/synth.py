@@ -62,7 +62,7 @@ def write_session(data_dir: str | Path, participant: str, visit: str, *, truth: 
     truth = truth or SynthTruth()
     rng = np.random.default_rng(seed)
     clock = VirtualClock()
-    start = start or dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.timezone.utc)
+    start = start or dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
     proto_file = Path(protocol) if Path(protocol).is_absolute() else THERMAL_PROTOCOL.parents[1] / protocol
     proto_sha = file_sha256(proto_file) if proto_file.exists() else ""
     hdr = {"software_version": __version__, "protocol": protocol, "protocol_sha256": proto_sha,
@@ -107,7 +107,8 @@ def write_session(data_dir: str | Path, participant: str, visit: str, *, truth: 
 
     # calibration: ascending series from 40 C, rating = 60 + 10 * (T - pain60)
     log.append("phase_enter", phase="calibration")
-    temps, ratings = [], []
+    temps: list[float] = []
+    ratings: list[float] = []
     t_c = 40.0
     while t_c <= 49.0:
         r = _clip(60.0 + 10.0 * (t_c - truth.pain60_c) + rng.normal(0, 3.0))
@@ -129,8 +130,8 @@ def write_session(data_dir: str | Path, participant: str, visit: str, *, truth: 
     log.append("phase_enter", phase="ts_pre")
     pre: list[float | None] = []
     for i in range(1, PRE_REPEATS + 1):
-        r = None if i in missing_ts_pre else _clip(pre_mean + rng.normal(0, truth.noise_sd))
-        pre.append(stimulus_and_rating("ts_pre", i, pain60, r))
+        rp = None if i in missing_ts_pre else _clip(pre_mean + rng.normal(0, truth.noise_sd))
+        pre.append(stimulus_and_rating("ts_pre", i, pain60, rp))
         hold(neutral, 23.0, 3.0)
     log.append("phase_exit", phase="ts_pre")
     if stop_after == "ts_pre":
@@ -187,7 +188,7 @@ def write_session(data_dir: str | Path, participant: str, visit: str, *, truth: 
     cpm = None if ts_pre is None else ts_pre - ts_post
     res = {"ts_modality": "thermal", "ts_intensity": pain60, "ts_unit": "C", "pain60_c": pain60,
            "ts_pre_ratings": pre, "ts_post_ratings": post, "ts_pre": ts_pre, "ts_post": ts_post,
-           "cpm_abs": cpm, "cpm_pct": (cpm / ts_pre * 100.0) if ts_pre else None,
+           "cpm_abs": cpm, "cpm_pct": (cpm / ts_pre * 100.0) if cpm is not None and ts_pre else None,
            "cpm_category": None if cpm is None else
            ("inhibition" if cpm > THRESHOLD_ABS else "facilitation" if cpm < -THRESHOLD_ABS else "none"),
            "cs_rating_30s": cs, "cs_rating_flag": "early_withdrawal" if cs is None else "",

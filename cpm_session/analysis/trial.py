@@ -77,7 +77,7 @@ def read_allocation(path: str | Path, *, blinded: bool = False) -> AllocationTab
     if blinded:
         if len(values) > len(BLINDED_LABELS):
             raise AllocationError(f"allocation file {p} has {len(values)} arms; at most {len(BLINDED_LABELS)} can be blinded")
-        mapping = dict(zip(values, BLINDED_LABELS))
+        mapping = dict(zip(values, BLINDED_LABELS[: len(values)], strict=True))
         df["arm"] = df["arm"].map(mapping)
         arms = [mapping[v] for v in values]
         reference = arms[0]
@@ -90,27 +90,22 @@ def read_allocation(path: str | Path, *, blinded: bool = False) -> AllocationTab
 
 def select_sessions(summary: pd.DataFrame, visit: str) -> tuple[pd.DataFrame, list[dict[str, object]]]:
     """Return one row per participant for `visit` (the latest completed session with a CPM) and notes on the rest."""
-    rows = summary[summary["visit"] == visit]
+    rows = summary[summary["visit"] == visit].sort_values(["participant", "start_utc"], na_position="first")
+    usable = rows[(rows["status"] == "completed") & rows["cpm_abs"].notna()]
+    chosen = usable.groupby("participant", sort=True).tail(1)
+    chosen_paths = set(chosen["path"])
+    has_usable = set(chosen["participant"])
     notes: list[dict[str, object]] = []
-    chosen = []
-    for pid, grp in rows.groupby("participant", sort=True):
-        grp = grp.sort_values("start_utc", na_position="first")
-        usable = grp[(grp["status"] == "completed") & grp["cpm_abs"].notna()]
-        if len(usable):
-            pick = usable.iloc[-1]
-            chosen.append(pick)
-            for _, other in grp.iterrows():
-                if other["path"] != pick["path"]:
-                    notes.append({"participant": pid, "visit": visit, "status": other["status"], "path": other["path"],
-                                  "reason": "not used: another session of this visit was completed"})
+    for r in rows[~rows["path"].isin(chosen_paths)].to_dict("records"):
+        if r["participant"] in has_usable:
+            why = "not used: another session of this visit was completed"
+        elif r["status"] == "completed":
+            why = "no CPM (TS_pre or TS_post missing)"
         else:
-            for _, other in grp.iterrows():
-                why = "no CPM (TS_pre or TS_post missing)" if other["status"] == "completed" else \
-                    f"session {other['status']}; no usable CPM"
-                notes.append({"participant": pid, "visit": visit, "status": other["status"], "path": other["path"],
-                              "reason": why, "missing_items": other.get("missing", "")})
-    out = pd.DataFrame(chosen).reset_index(drop=True) if chosen else rows.iloc[0:0].copy()
-    return out, notes
+            why = f"session {r['status']}; no usable CPM"
+        notes.append({"participant": r["participant"], "visit": visit, "status": r["status"], "path": r["path"],
+                      "reason": why, "missing_items": r.get("missing", "")})
+    return chosen.reset_index(drop=True), notes
 
 
 @dataclass

@@ -6,6 +6,7 @@ and the dataset is run through the official BIDS validator when it is installed.
 
 from __future__ import annotations
 
+import atexit
 import csv
 import functools
 import gzip
@@ -35,13 +36,20 @@ AMENDED = ("FM-003", "baseline", "results.cs_rating_30s", 12.5, "CRF shows 12.5;
 AE_PARTICIPANTS = ("FM-001", "FM-004")
 
 
+def _temp_dir(prefix: str) -> Path:
+    """Return a new temporary folder that is removed when the test process exits."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 @functools.lru_cache(maxsize=1)
 def build_study() -> Path:
     """Run the simulated study once per test process; return its data folder (do not modify it)."""
     from cpm_session.adverse_events import record_adverse_event, update_adverse_event
     from cpm_session.engine import run_simulated_visit
 
-    root = Path(tempfile.mkdtemp(prefix="cpm-study-"))
+    root = _temp_dir("cpm-study-")
     data = root / "data"
     for i in range(N_PARTICIPANTS):
         for k, visit in enumerate(VISITS):
@@ -64,7 +72,7 @@ def build_study() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def bids_export() -> Path:
-    out = Path(tempfile.mkdtemp(prefix="cpm-bids-")) / "bids"
+    out = _temp_dir("cpm-bids-") / "bids"
     export_bids(build_study(), out)
     return out
 

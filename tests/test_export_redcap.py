@@ -11,7 +11,6 @@ import datetime as dt
 import functools
 import json
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,16 @@ import pytest
 from cpm_session.cli import main
 from cpm_session.export import ExportError
 from cpm_session.export.redcap import DICTIONARY_HEADERS, export_redcap, redcap_name
-from tests.test_export_bids import AE_PARTICIPANTS, AMENDED, N_PARTICIPANTS, VISITS, build_study, effective, sessions
+from tests.test_export_bids import (
+    AE_PARTICIPANTS,
+    AMENDED,
+    N_PARTICIPANTS,
+    VISITS,
+    _temp_dir,
+    build_study,
+    effective,
+    sessions,
+)
 
 REDCAP_HEADERS = [
     "Variable / Field Name", "Form Name", "Section Header", "Field Type", "Field Label",
@@ -36,7 +44,7 @@ VALIDATIONS = {"", "number", "integer", "date_ymd", "datetime_seconds_ymd"}
 
 @functools.lru_cache(maxsize=1)
 def redcap_export() -> Path:
-    out = Path(tempfile.mkdtemp(prefix="cpm-redcap-")) / "redcap"
+    out = _temp_dir("cpm-redcap-") / "redcap"
     export_redcap(build_study(), out)
     return out
 

@@ -17,6 +17,8 @@ FIT_LOW, FIT_HIGH = 5.0, 95.0
 JUMP_POINTS = 25.0
 """A drop of more than this between successively hotter stimuli counts as 'jumping around'."""
 MAX_REFINE_STEP_C = 2.0
+MAX_MISSED = 3
+"""A calibration with this many unanswered stimuli stops: the staff must check the participant."""
 
 
 @dataclass
@@ -80,13 +82,16 @@ class AscendingSeries:
     def __init__(self, start_c: float, step_c: float, stop_rating: float, cap_c: float) -> None:
         self.start_c, self.step_c, self.stop_rating, self.cap_c = start_c, step_c, stop_rating, cap_c
         self.points: list[tuple[float, float]] = []
+        self.missed: list[float] = []
         self.reached_cap = False
 
     def next_c(self) -> float | None:
         """Return the next temperature to deliver, or None when the series is over."""
         if self.points and self.points[-1][1] >= self.stop_rating:
             return None
-        t = round(self.start_c + self.step_c * len(self.points), 2)
+        if len(self.missed) >= MAX_MISSED:
+            return None
+        t = round(self.start_c + self.step_c * (len(self.points) + len(self.missed)), 2)
         if t > self.cap_c + 1e-9:
             if self.points and self.points[-1][0] < self.cap_c - 1e-9:
                 return self.cap_c  # one last stimulus exactly at the cap
@@ -94,9 +99,12 @@ class AscendingSeries:
             return None
         return t
 
-    def add(self, temp_c: float, rating: float) -> None:
-        """Record a rated stimulus."""
-        self.points.append((temp_c, rating))
+    def add(self, temp_c: float, rating: float | None) -> None:
+        """Record a rated stimulus (None: no rating; the series moves on)."""
+        if rating is None:
+            self.missed.append(temp_c)
+        else:
+            self.points.append((temp_c, rating))
 
 
 class Staircase:
@@ -110,6 +118,7 @@ class Staircase:
         self.step = step_c * 2
         self.target, self.cap_c, self.trials = target, cap_c, trials
         self.points: list[tuple[float, float]] = []
+        self.missed: list[float] = []
         self._last_dir = 0
         self.reversals = 0
         self.reached_cap = False
@@ -117,12 +126,15 @@ class Staircase:
 
     def next_c(self) -> float | None:
         """Return the next temperature, or None after `trials` stimuli."""
-        if len(self.points) >= self.trials:
+        if len(self.points) + len(self.missed) >= self.trials or len(self.missed) >= MAX_MISSED:
             return None
         return round(float(np.clip(self.t, self.floor_c, self.cap_c)), 2)
 
-    def add(self, temp_c: float, rating: float) -> None:
-        """Record a rated stimulus and move the staircase."""
+    def add(self, temp_c: float, rating: float | None) -> None:
+        """Record a rated stimulus and move the staircase (a missing rating repeats the temperature)."""
+        if rating is None:
+            self.missed.append(temp_c)
+            return
         self.points.append((temp_c, rating))
         direction = 1 if rating < self.target else -1
         if self._last_dir and direction != self._last_dir:

@@ -33,7 +33,7 @@ from cpm_session.ids import validate_participant_id, validate_visit
 from cpm_session.participant import ParticipantTruth, SimParticipant
 from cpm_session.protocol import Protocol, load_protocol
 from cpm_session.station import Station, load_station
-from cpm_session.ui.base import Choice, ParticipantUI, RatingPrompt
+from cpm_session.ui.base import ParticipantUI, RatingPrompt
 from cpm_session.ui.headless import HeadlessUI
 
 # ---------------------------------------------------------------------------------------------------
@@ -502,9 +502,7 @@ class Engine:
         trial = 0
         while (temp := proc.next_c()) is not None:
             trial += 1
-            rating = self._cal_stimulus("calibration", trial, temp)
-            if rating is not None:
-                proc.add(temp, rating)
+            proc.add(temp, self._cal_stimulus("calibration", trial, temp))
         points = list(proc.points)
         fit = fit_target(points, c.target_rating, min_slope=c.min_slope_per_c, min_r2=c.min_r2,
                          lo_c=c.start_c - 4 * c.step_c, hi_c=self.cap_c)
@@ -700,7 +698,7 @@ class Engine:
             if not early:
                 self._wait(max(0.0, t0 + duration_s - self.clock.now()), stop_when=lambda: self._withdrawn_t is not None)
         finally:
-            end = self.clock.now()
+            end = self._withdrawn_t if self._withdrawn_t is not None else self.clock.now()
             self._in_water_t = None
             self._scheduled = [s for s in self._scheduled if s[1] != "w"]
         withdrawn = self._withdrawn_t is not None
@@ -751,26 +749,29 @@ class Engine:
         names = self.p.questionnaires.names
         if not names:
             return {}
-        try:
-            from cpm_session import questionnaires as qmod
-        except ImportError:
-            self.log("deviation", kind="questionnaires_unavailable", detail="questionnaire module not installed")
-            return {}
+        from cpm_session import questionnaires as qmod
+
         self.ui.show("questionnaires_intro", self.p.texts.questionnaires_intro)
         self._wait(INSTRUCTION_S)
         results: dict[str, Any] = {}
         entered_by = self.p.questionnaires.entry
-        for name in names:
-            q = qmod.load_questionnaire(name, require_wording=self.sim is None)
+        for q in self._preflight_questionnaires():
+            name = q.name
             answers: dict[str, Any] = {}
             for item in q.items:
-                idx = self.ui.choose(Choice(item.text, [o.label for o in item.options], self.p.ratings.timeout_s * 3),
+                idx = self.ui.choose(qmod.item_choice(q, item, self.p.ratings.timeout_s * 3),
                                      self.sim.choose if self.sim else None)
-                answers[item.id] = None if idx is None else item.options[idx].value
+                answers[item.id] = qmod.value_of_choice(item, idx)
             res = qmod.questionnaire_result(q, answers, entered_by)
             self.log("questionnaire", name=name, **res)
             results[name] = res
         return results
+
+    def _preflight_questionnaires(self) -> list[Any]:
+        """Load every questionnaire of the protocol (a real participant needs the licensed wording files)."""
+        from cpm_session import questionnaires as qmod
+
+        return [qmod.load_questionnaire(n, require_wording=self.sim is None) for n in self.p.questionnaires.names]
 
     def _phase_done(self) -> dict[str, Any]:
         self.ui.show("thanks", self.p.texts.thanks)
@@ -813,6 +814,7 @@ class Engine:
         """Create the session folder and run the visit from the beginning."""
         validate_participant_id(participant)
         validate_visit(visit, self.p.protocol.visits)
+        self._preflight_questionnaires()  # a missing wording file stops us before anything is written
         self.visit = visit
         self.baseline = None
         deviation = None
@@ -943,6 +945,7 @@ class Engine:
             gap_s = (utc_now() - last_wall).total_seconds()
         except ValueError:
             gap_s = None
+        self._preflight_questionnaires()
         self.folder = SessionFolder(session_dir, self.clock.now)
         self.phase = "resumed"
         self.log("resume_session", gap_wall_s=None if gap_s is None else round(gap_s, 3),

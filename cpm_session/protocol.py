@@ -225,7 +225,7 @@ _CROSS_KEYS = {
 }
 
 
-def _describe_error(err: dict[str, Any]) -> tuple[str, str, object]:
+def describe_validation_error(err: dict[str, Any]) -> tuple[str, str, object]:
     loc = ".".join(str(p) for p in err.get("loc", ()))
     typ = err.get("type", "")
     found: object = err.get("input", "<missing>")
@@ -253,7 +253,7 @@ def parse_protocol(data: dict[str, Any], path: str | Path = "<memory>", sha256: 
         return Protocol.model_validate({**data, "path": str(path), "sha256": sha256})
     except ValidationError as e:
         errs = e.errors()
-        key, expected, found = _describe_error(errs[0])
+        key, expected, found = describe_validation_error(dict(errs[0]))
         more = f" (and {len(errs) - 1} more problem(s))" if len(errs) > 1 else ""
         raise ProtocolFileError(str(path), key, expected + more, found) from None
 
@@ -270,3 +270,6 @@ def load_protocol(path: str | Path) -> Protocol:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ProtocolFileError(str(p), "<file>", "valid UTF-8 TOML", str(e)) from None
     return parse_protocol(data, p, file_sha256(p))
+
+
+_describe_error = describe_validation_error  # old private name, kept for importers

@@ -1,0 +1,166 @@
+"""`cpm-session run`: run one CPM visit (real devices, emulators, or fully simulated)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+NAME = "run"
+HELP = "Run one CPM visit for a participant."
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def resolve(path: str) -> Path:
+    """Return `path` as given if it exists, else relative to the repository (protocols/, hardware/)."""
+    p = Path(path)
+    return p if p.exists() or p.is_absolute() else REPO_ROOT / p
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--participant", required=True, help="pseudonym, e.g. P001 (no names)")
+    p.add_argument("--visit", required=True, help="visit name from the protocol file, e.g. baseline or post")
+    p.add_argument("--protocol", default="protocols/cpm-thermal.toml", help="protocol file (default: %(default)s)")
+    p.add_argument("--station", default=None, help="station file (default: hardware/sim.toml with --simulate)")
+    p.add_argument("--simulate", action="store_true", help="simulated participant (and simulated devices unless --station)")
+    p.add_argument("--speed", type=float, default=None, help="compress time by X (simulation/emulators only)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the simulation")
+    p.add_argument("--data", default="data", help="data folder (default: %(default)s)")
+    p.add_argument("--ui", choices=["psychopy", "headless"], default="psychopy",
+                   help="participant screen: a PsychoPy window, or none (simulation only)")
+    p.add_argument("--staff", choices=["manual", "auto"], default=None,
+                   help="staff steps confirmed with space (manual) or automatically (simulation; default there)")
+    p.add_argument("--operator", default=None, help="operator initials (required for real visits)")
+    p.add_argument("--override-reason", default="", help="written reason to accept a protocol that differs from the baseline's")
+    p.add_argument("--fullscreen", action="store_true", help="participant window fullscreen")
+    p.add_argument("--screenshots", default=None, help="save a PNG of every screen into this folder")
+    p.add_argument("--sim-truth", action="append", default=[], metavar="KEY=VALUE",
+                   help="simulated participant truth, e.g. pain60_c=46 cpm_effect=0.3 withdrawal_s=20")
+    p.add_argument("--no-status", action="store_true", help="no live staff status panel in the terminal")
+
+
+def parse_truth(items: list[str]) -> Any:
+    """Return a ParticipantTruth from KEY=VALUE strings (clear error for unknown keys/values)."""
+    from cpm_session.errors import CpmError
+    from cpm_session.participant import ParticipantTruth
+
+    fields = {f.name: f for f in dataclasses.fields(ParticipantTruth)}
+    kw: dict[str, Any] = {}
+    for item in items:
+        key, _, val = item.partition("=")
+        if key not in fields:
+            raise CpmError(f"--sim-truth: unknown key {key!r}; expected one of {sorted(fields)}")
+        try:
+            kw[key] = None if val.lower() == "none" else float(val)
+        except ValueError:
+            raise CpmError(f"--sim-truth {key}: expected a number, found {val!r}") from None
+    return ParticipantTruth(**kw)
+
+
+def make_clock(args: argparse.Namespace, emulated: bool):  # type: ignore[no-untyped-def]
+    """Return the clock: virtual for headless simulation without --speed, else real time scaled by --speed."""
+    from cpm_session.clock import RealClock, VirtualClock
+    from cpm_session.errors import CpmError
+
+    if args.speed is not None and not (args.simulate and (emulated or args.station is None or args._all_sim)):
+        raise CpmError("--speed is only allowed with --simulate on simulated or emulated devices")
+    if args.speed is not None and args.speed <= 0:
+        raise CpmError(f"--speed must be > 0, found {args.speed}")
+    if args.ui == "headless" and args.speed is None and args._all_sim:
+        return VirtualClock()
+    return RealClock(args.speed or 1.0)
+
+
+def make_ui(args: argparse.Namespace, protocol, clock):  # type: ignore[no-untyped-def]
+    """Return the participant screen."""
+    from cpm_session.errors import CpmError
+    from cpm_session.ui.headless import HeadlessUI
+
+    if args.ui == "headless":
+        if not args.simulate:
+            raise CpmError("--ui headless needs --simulate: a real participant needs the rating screen")
+        return HeadlessUI(clock)
+    from cpm_session.ui.psychopy_ui import PsychoPyUI
+
+    kwargs: dict[str, Any] = {"fullscreen": args.fullscreen or None}
+    if args.screenshots:
+        kwargs["screenshot_dir"] = Path(args.screenshots)
+    ui = PsychoPyUI(protocol, clock, **kwargs)
+    return ui
+
+
+def print_result(outcome: Any, console_file: Any = None) -> None:
+    """Print the visit's result table and where the data went."""
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(file=console_file or sys.stdout)
+    r = outcome.results
+    t = Table(title=f"CPM result ({outcome.status})  –  positive CPM = inhibition")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+
+    def fmt(v: Any, unit: str = "") -> str:
+        return "–" if v is None else (f"{v:.2f}{unit}" if isinstance(v, float) else f"{v}{unit}")
+
+    if r.get("ts_modality") == "pressure":
+        t.add_row("PPT (mean)", fmt(r.get("ppt_kpa"), " kPa"))
+        t.add_row("TS pressure", fmt(r.get("ts_intensity"), " kPa"))
+    else:
+        t.add_row("Pain-60 temperature", fmt(r.get("pain60_c"), " °C"))
+    for i, v in enumerate(r.get("ts_pre_ratings") or [], 1):
+        t.add_row(f"TS_pre rating {i}", fmt(v))
+    t.add_row("TS_pre (mean)", fmt(r.get("ts_pre")))
+    flag = r.get("cs_rating_flag") or ""
+    t.add_row("Cold-pressor rating at 30 s", fmt(r.get("cs_rating_30s")) + (f" ({flag})" if flag else ""))
+    if r.get("withdrawal_s") is not None:
+        t.add_row("Hand withdrawn at", fmt(r.get("withdrawal_s"), " s"))
+    for i, v in enumerate(r.get("ts_post_ratings") or [], 1):
+        t.add_row(f"TS_post rating {i}", fmt(v))
+    t.add_row("TS_post (mean)", fmt(r.get("ts_post")))
+    t.add_row("CPM_abs (TS_pre − TS_post)", fmt(r.get("cpm_abs")))
+    pct = r.get("cpm_pct")
+    t.add_row("CPM_pct", fmt(pct, " %") if pct is not None else (r.get("cpm_pct_note") or "–"))
+    inh = r.get("inhibition")
+    t.add_row("Inhibition", "–" if inh is None else ("yes" if inh else f"no ({r.get('cpm_category')})"))
+    con.print(t)
+    if outcome.message:
+        con.print(f"[yellow]{outcome.message}[/yellow]")
+    con.print(f"Data written to: [bold]{outcome.session_dir}[/bold]")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cpm_session.engine import run_visit
+    from cpm_session.errors import CpmError
+    from cpm_session.ids import validate_participant_id, validate_visit
+    from cpm_session.protocol import load_protocol
+    from cpm_session.station import load_station
+
+    validate_participant_id(args.participant)
+    protocol = load_protocol(resolve(args.protocol))
+    validate_visit(args.visit, protocol.protocol.visits)
+    if args.station is None and not args.simulate:
+        raise CpmError("--station FILE is required for a real visit (or use --simulate)")
+    station = load_station(resolve(args.station or "hardware/sim.toml"))
+    args._all_sim = station.all_simulated
+    if not args.simulate and station.all_simulated:
+        raise CpmError(f"station {station.path} is all simulated: add --simulate, or use a real station file")
+    operator = args.operator
+    if not operator:
+        if args.simulate:
+            operator = "SIM"
+        elif sys.stdin.isatty():
+            operator = input("Operator initials: ").strip()
+        if not operator:
+            raise CpmError("--operator is required for a real visit (initials of the person running it)")
+    truth = parse_truth(args.sim_truth) if args.simulate else None
+    clock = make_clock(args, station.station.emulated)
+    ui = make_ui(args, protocol, clock)
+    staff = args.staff or ("auto" if args.simulate else "manual")
+    outcome = run_visit(protocol, station, data_dir=args.data, participant=args.participant, visit=args.visit,
+                        ui=ui, clock=clock, simulate=args.simulate, seed=args.seed, staff=staff,
+                        operator=operator, truth=truth, speed=args.speed, override_reason=args.override_reason)
+    print_result(outcome)
+    return 0 if outcome.status == "completed" else 3

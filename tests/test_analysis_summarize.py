@@ -195,3 +195,41 @@ def test_read_session_raises_on_nothing(tmp_path: Path) -> None:
     d.mkdir(parents=True)
     with pytest.raises(SessionError):
         read_session(d, ProtocolCache([ROOT]))
+
+
+def test_real_engine_resumed_and_pressure_sessions(tmp_path: Path) -> None:
+    engine = pytest.importorskip("cpm_session.engine")
+    from cpm_session.clock import VirtualClock
+    from cpm_session.protocol import load_protocol
+    from cpm_session.station import load_station
+    from cpm_session.ui.headless import HeadlessUI
+
+    pp = engine.run_simulated_visit(tmp_path, "P001", "baseline", protocol_path=ROOT / "protocols" / "cpm-pressure.toml",
+                                    seed=1)
+    clock = VirtualClock()
+    ui = HeadlessUI(clock)
+    ui.press("escape", 1000.0)  # during the cold pressor
+    first = engine.run_visit(load_protocol(ROOT / "protocols" / "cpm-thermal.toml"), load_station(ROOT / "hardware" / "sim.toml"),
+                             data_dir=tmp_path, participant="P002", visit="baseline", clock=clock, ui=ui)
+    assert first.status == "aborted"
+    s = summarize(tmp_path)
+    r = one(s.table, "P002", "baseline")
+    assert r["status"] == "aborted" and pd.isna(r["cpm_abs"]) and not r["resumed"]
+    assert r["bath_n"] > 0 and r["bath_max_c"] < 4.0  # the interrupted immersion, up to the emergency stop
+    engine.resume_visit(first.session_dir, clock=VirtualClock())
+    s = summarize(tmp_path)
+    assert s.warnings == []
+    r = one(s.table, "P002", "baseline")
+    res = header(first.session_dir)["results"]
+    assert r["status"] == "completed" and r["resumed"]
+    for key in ("bath_mean_c", "bath_min_c", "bath_max_c", "cpm_abs"):  # the last, complete immersion only
+        assert r[key] == pytest.approx(res[key], abs=1e-3), key
+    p = one(s.table, "P001", "baseline")
+    res_p = header(pp)["results"]
+    assert (p["ts_modality"], p["ts_unit"]) == ("pressure", "kPa")
+    assert p["ts_intensity"] == res_p["ts_intensity"] and p["ppt_kpa"] == res_p["ppt_kpa"] and pd.isna(p["pain60_c"])
+    assert p["cpm_abs"] == pytest.approx(res_p["cpm_abs"], abs=1e-3)
+    from cpm_session.analysis.plots import session_figure
+
+    assert session_figure(pp, tmp_path / "p.png").stat().st_size > 10_000
+    assert session_figure(first.session_dir, tmp_path / "r.png").stat().st_size > 10_000

@@ -16,13 +16,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from cpm_session.analysis.constants import FIGSIZE_SESSION, FIGSIZE_STUDY, PLOT_DPI, SIGN_TAG  # noqa: E402
+from cpm_session.analysis.summarize import immersions  # noqa: E402
 from cpm_session.datalog import read_events  # noqa: E402
 
 PHASE_COLORS = {"calibration": "#7f7f7f", "verification": "#9467bd", "ts_pre": "#1f77b4", "cs": "#17becf",
                 "ts_post": "#d62728", "ppt": "#8c564b", "control_cs": "#bcbd22", "control_ts_post": "#e377c2"}
 ARM_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f"]
 CALIBRATION_TARGET = 60.0
-STOP_EVENTS = {"emergency_stop": "emergency stop", "device_fault": "device fault", "pause": "pause"}
+STOP_EVENTS = {"emergency_stop": "emergency stop", "device_fault": "device fault", "pause": "pause",
+               "resume_session": "session resumed"}
 
 
 def _devices(path: Path) -> pd.DataFrame:
@@ -47,17 +49,20 @@ def session_figure(session_dir: str | Path, out_png: str | Path) -> Path:
     start = next((e for e in events if e.get("event") == "session_start"), {})
     fig.suptitle(f"{start.get('participant', d.parent.name)} / {start.get('visit', d.name)}  ({d.name})", fontsize=11)
 
-    # 1. thermode trace, stimulus onsets, ratings
-    th = dev[dev["quantity"] == "zone_mean_c"]
-    ax1.plot(th["t"], th["value"], color="#444444", lw=0.8, label="thermode zone mean (°C)")
+    # 1. thermode (or algometer) trace, stimulus onsets, ratings
+    pressure = any(e.get("event") == "stimulus" and e.get("modality") == "pressure" for e in events)
+    qty, unit, what = ("pressure_kpa", "kPa", "algometer") if pressure else ("zone_mean_c", "°C", "thermode")
+    th = dev[dev["quantity"] == qty]
+    ax1.plot(th["t"], th["value"], color="#444444", lw=0.8, label=f"{what} ({unit})")
     for ev in events:
         if ev.get("event") == "stimulus" and ev.get("onset_t") is not None:
             ax1.axvline(float(ev["onset_t"]), color=PHASE_COLORS.get(str(ev.get("phase")), "#999999"), lw=0.7, alpha=0.6)
     for ev in events:
         kind = ev.get("event")
         if kind in STOP_EVENTS and ev.get("t") is not None:
-            ax1.axvline(float(ev["t"]), color="#d62728", ls="--", lw=1.2, label=STOP_EVENTS[str(kind)])
-    ax1.set_ylabel("thermode (°C)")
+            color = "#2ca02c" if kind == "resume_session" else "#d62728"
+            ax1.axvline(float(ev["t"]), color=color, ls="--", lw=1.2, label=STOP_EVENTS[str(kind)])
+    ax1.set_ylabel(f"{what} ({unit})")
     ax1.set_xlabel("session time (s)")
     axr = ax1.twinx()
     by_phase: dict[str, list[tuple[float, float]]] = {}
@@ -74,18 +79,17 @@ def session_figure(session_dir: str | Path, out_png: str | Path) -> Path:
     h1, l1 = ax1.get_legend_handles_labels()
     h2, l2 = axr.get_legend_handles_labels()
     ax1.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper left", ncol=3)
-    ax1.set_title("Thermode trace (vertical lines: stimulus onsets) and ratings", fontsize=9)
+    ax1.set_title(f"{what.capitalize()} trace (vertical lines: stimulus onsets) and ratings", fontsize=9)
 
     # 2. bath
     bath = dev[dev["quantity"] == "bath_c"]
     ax2.plot(bath["t"], bath["value"], color="#17becf", lw=0.8, label="bath (°C)")
-    cps = [float(e["t"]) for e in events if e.get("event") == "cold_pressor_start"]
-    cpe = [float(e["t"]) for e in events if e.get("event") == "cold_pressor_end"]
-    if cps:
-        t1 = cpe[-1] if cpe else (float(bath["t"].max()) if len(bath) else cps[0])
-        ax2.axvspan(cps[0], t1, color="#17becf", alpha=0.15, label="hand in water")
-        if len(bath):
-            ax2.set_xlim(max(0.0, cps[0] - 120), t1 + 120)
+    spans = immersions(events)
+    for k, (a, b) in enumerate(spans):
+        b = b if b is not None else (float(bath["t"].max()) if len(bath) else a)
+        ax2.axvspan(a, b, color="#17becf", alpha=0.15, label="hand in water" if k == 0 else None)
+    if spans and len(bath):
+        ax2.set_xlim(max(0.0, spans[0][0] - 120), (spans[-1][1] or float(bath["t"].max())) + 120)
     for e in events:
         if e.get("event") == "withdrawal":
             ax2.axvline(float(e["t"]), color="#d62728", ls="--", lw=1, label="early withdrawal")
@@ -94,8 +98,11 @@ def session_figure(session_dir: str | Path, out_png: str | Path) -> Path:
     ax2.legend(fontsize=7, loc="upper right")
     ax2.set_title("Cold-water bath during the cold pressor", fontsize=9)
 
-    # 3. calibration fit
-    _calibration_panel(ax3, events)
+    # 3. calibration fit (thermal) or pressure pain thresholds (pressure)
+    if pressure:
+        _ppt_panel(ax3, events)
+    else:
+        _calibration_panel(ax3, events)
     fig.subplots_adjust(left=0.08, right=0.92, top=0.93, bottom=0.06, hspace=0.45)
     out = Path(out_png)
     fig.savefig(out, dpi=PLOT_DPI)
@@ -137,6 +144,28 @@ def _calibration_panel(ax: Any, events: list[dict[str, Any]]) -> None:
     ax.set_ylabel("rating (0-100)")
     ax.legend(fontsize=7, loc="upper left")
     ax.set_title("Calibration: ratings vs temperature, fit and chosen Pain-60", fontsize=9)
+
+
+def _ppt_panel(ax: Any, events: list[dict[str, Any]]) -> None:
+    ppts = [(int(e.get("trial", i + 1)), float(e["kpa"])) for i, e in enumerate(x for x in events if x.get("event") == "ppt")
+            if e.get("kpa") is not None]
+    result = next((e for e in reversed(events) if e.get("event") in ("calibration_result", "baseline_intensity")), None)
+    if ppts:
+        trials, kpa = zip(*ppts, strict=True)
+        ax.plot(trials, kpa, "o", color="#8c564b", label="pressure pain threshold (kPa)")
+        ax.axhline(sum(kpa) / len(kpa), color="#8c564b", ls=":", lw=1, label=f"mean PPT {sum(kpa) / len(kpa):.0f} kPa")
+    if result is not None and result.get("ts_intensity") is not None:
+        ax.axhline(float(result["ts_intensity"]), color="#d62728", lw=1.2,
+                   label=f"TS pressure {float(result['ts_intensity']):.0f} kPa")
+    if not ppts:
+        ax.text(0.5, 0.5, "no PPT measurement in this session", ha="center", va="center", transform=ax.transAxes)
+    if ppts:
+        ax.set_xticks(sorted({t for t, _ in ppts}))
+        ax.set_xlim(min(t for t, _ in ppts) - 0.5, max(t for t, _ in ppts) + 0.5)
+    ax.set_xlabel("PPT measurement")
+    ax.set_ylabel("pressure (kPa)")
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title("Pressure pain thresholds and the chosen TS pressure", fontsize=9)
 
 
 def study_figure(wide: pd.DataFrame, out_png: str | Path, *, base_label: str = "baseline",

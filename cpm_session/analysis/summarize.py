@@ -46,6 +46,10 @@ try:
 except ImportError:  # the integrity module is optional
     _PROTECTED = ("log_final_sha256", "log_events", "amendments", "protocol_sha256", "software_version")
 CATEGORIES = ("inhibition", "none", "facilitation")
+RESUME_EVENTS = ("resume_session", "session_resumed")
+"""Events that mark a session continued after an interruption (besides the header's `resumed_from`)."""
+FLOAT_COLUMNS = ("ts_intensity", "pain60_c", "ppt_kpa", "ts_pre", "ts_post", "cpm_abs", "cpm_pct", "cpm_threshold_abs",
+                 "cs_rating_30s", "bath_mean_c", "bath_min_c", "bath_max_c", "withdrawal_s")
 
 
 @dataclass
@@ -161,6 +165,26 @@ def _recorded_threshold(header: dict[str, Any], start_fields: dict[str, Any]) ->
 
 
 # ---------------------------------------------------------------------------------------------- devices.csv
+ENDS_IMMERSION = ("cold_pressor_end", "emergency_stop", "session_end", "device_fault")
+
+
+def immersions(events: list[dict[str, Any]]) -> list[tuple[float, float | None]]:
+    """Return (start, end) session times of every cold-pressor immersion; an interrupted one ends at the
+    stop that interrupted it, and one still going when the log ends has end None."""
+    out: list[tuple[float, float | None]] = []
+    start: float | None = None
+    for e in events:
+        kind = e.get("event")
+        if kind == "cold_pressor_start":
+            start = float(e["t"])
+        elif kind in ENDS_IMMERSION and start is not None:
+            out.append((start, float(e["t"])))
+            start = None
+    if start is not None:
+        out.append((start, None))
+    return out
+
+
 def bath_stats(devices_csv: Path, t0: float, t1: float | None) -> tuple[float | None, float | None, float | None, int]:
     """Return (mean, min, max, n) of `bath_c` samples (°C) in devices.csv with t0 <= t < t1 (t1 None = to the end)."""
     try:
@@ -337,10 +361,12 @@ def read_session(path: Path, protocols: ProtocolCache,
         warns.append(f"{path}: CPM threshold unknown; used the default {DEFAULT_CPM_THRESHOLD_ABS}")
 
     # cold pressor window
-    cps, cpe = first("cold_pressor_start"), last("cold_pressor_end")
+    # the last immersion (a resumed session may have an interrupted one before it) and its end
+    spans = immersions(events)
     bath: tuple[float | None, float | None, float | None, int] = (None, None, None, 0)
-    if cps is not None:
-        bath = bath_stats(path / "devices.csv", float(cps["t"]), None if cpe is None else float(cpe["t"]))
+    if spans:
+        bath = bath_stats(path / "devices.csv", spans[-1][0], spans[-1][1])
+    cps = last("cold_pressor_start")
     if bath[3] == 0:
         bath = (_num(results.get("bath_mean_c")), _num(results.get("bath_min_c")), _num(results.get("bath_max_c")), 0)
     withdrawal = _num(results.get("withdrawal_s"))
@@ -403,7 +429,7 @@ def read_session(path: Path, protocols: ProtocolCache,
         "n_deviations": len(devs), "deviations": dev_text,
         "missing_ts_pre": sum(v is None for v in pre) if pre else None,
         "missing_ts_post": sum(v is None for v in post) if post else None, "missing_cs_rating": cs30 is None,
-        "missing": ";".join(missing), "resumed": bool(rec.get("resumed_from")) or bool(by_event.get("session_resumed")),
+        "missing": ";".join(missing), "resumed": bool(rec.get("resumed_from")) or any(by_event.get(k) for k in RESUME_EVENTS),
         "amended": bool(amended), "amendments": " | ".join(amended), "integrity_ok": integrity_ok,
         "log_events": len(events), "path": str(path),
     })
@@ -466,6 +492,8 @@ def _tidy(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame.from_records(rows, columns=cols)
     for c in INT_COLUMNS:
         df[c] = df[c].astype("Int64")
+    for c in (*FLOAT_COLUMNS, *(k for k in cols if k.startswith(("ts_pre_", "ts_post_")))):
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     if not df.empty:
         df = df.sort_values(["participant", "visit", "start_utc"], kind="stable", na_position="last").reset_index(drop=True)
     return df

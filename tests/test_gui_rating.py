@@ -89,6 +89,7 @@ def test_click_at_a_fraction_of_the_scale_records_that_rating(ui: Any, screen: S
 
 def test_confirm_button_is_grey_until_a_value_is_chosen(ui: Any) -> None:
     """The first frame (no value) and the first answered frame were saved by the screenshot dir."""
+    ui.flush_screenshots()
     geom = ui.prompt_geometry(prompt(ui))
     x, y = (int(v) for v in centre(geom["confirm_px"]))
     before = load_png(SCREENS / "rating_heat.png")

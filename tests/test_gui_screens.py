@@ -86,6 +86,7 @@ def test_every_screen_is_saved_non_blank_and_unclipped(ui: Any) -> None:
 
     expected = [n for n, _, _ in screens(ui)] + ["rating_heat", "rating_heat_answered", "rating_hand_answered",
                                                  "rating_pressure_answered", "choice_list", "choice_row", "help"]
+    ui.flush_screenshots()
     missing = [n for n in expected if n not in ui.screens_saved]
     assert not missing, f"no screenshot of {missing}"
     boxes = {n: check_png(ui.screens_saved[n], bg) for n in expected}

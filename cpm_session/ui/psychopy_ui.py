@@ -16,7 +16,9 @@ psychopy is imported in `open()`, not at import time: importing `psychopy.visual
 from __future__ import annotations
 
 import math
+import queue
 import re
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -36,6 +38,8 @@ WINDOW_TITLE = "cpm-session participant"
 """Window caption; tests find the window with `xdotool search --name`."""
 FONT = "Noto Sans"
 """Shipped with PsychoPy (assets/fonts), so text looks the same on every lab computer."""
+SHOT_WRITER_JOIN_S = 10.0
+"""close() waits at most this long for pending screenshots."""
 DEFAULT_MAX_FPS = 60.0
 """Frame cap used only when flip() returns faster (no vsync, e.g. Xvfb); a 60 Hz display never waits here."""
 
@@ -70,7 +74,11 @@ MIN_SHOW_FRAMES = 2
 
 CHOICE_TOP = 0.13              # option buttons fill [CHOICE_BOTTOM, CHOICE_TOP]
 CHOICE_BOTTOM = -0.44
-CHOICE_ROW_MAX_LABEL = 3       # options this short (e.g. "0".."10") are laid out in a row
+CHOICE_ROW_MAX_LABEL = 3       # options whose first word is this short (e.g. "0 (no pain)", "1".."10") ...
+CHOICE_ROW_MIN_OPTIONS = 3     # ... and at least this many are laid out as a row of number buttons
+CHOICE_ROW_BUTTON_MAX = 0.14
+CHOICE_CAPTION_SCALE = 0.45    # "(no pain)" under its number button: height = text_height * this
+CHOICE_CAPTION_WRAP = 0.26
 CHOICE_GAP = 0.02
 CHOICE_FEEDBACK_S = 0.25       # the chosen option is highlighted this long (wall s) before returning
 CHOICE_RESPONDER_DELAY_S = 0.5 # a simulated participant answers after this (session s)
@@ -143,6 +151,8 @@ class PsychoPyUI(ParticipantUI):
         self._mouse: deque[tuple[str, float, float, float]] = deque()
         self._last_flip = 0.0
         self._slider_cache: dict[tuple[Any, ...], Any] = {}
+        self._shot_queue: queue.Queue[tuple[Any, Path] | None] = queue.Queue()
+        self._shot_thread: threading.Thread | None = None
         self.last_capture: dict[str, float] = {}  # PsychoPy clock times of the last rating's release and return
         self._text_cache: dict[str, Any] = {}
 
@@ -180,16 +190,33 @@ class PsychoPyUI(ParticipantUI):
         self._cross = [visual.Rect(self.win, width=w, height=h, pos=(0, 0), fillColor=self._fg, lineColor=None,
                                    colorSpace="hex", autoLog=False)
                        for w, h in ((FIXATION_SIZE, FIXATION_LINE), (FIXATION_LINE, FIXATION_SIZE))]
+        self._warm_up()
         self._last_flip = time.perf_counter()
         self.frame_s = 1.0 / (self.max_fps or 60.0)
         self.status_view.start()
         # first frame: paint the background so the participant never sees garbage
         self.win.flip()
 
+    def _warm_up(self) -> None:
+        """Build and draw the rating screen once off-screen, so the first prompt appears without a delay
+        (the slider's labels load fonts: ~0.5 s, which at 20x speed would be 10 session s)."""
+        t, r = self.protocol.texts, self.protocol.ratings
+        prompt = RatingPrompt("warm_up", 0, t.rate_heat, t.anchor_low, t.anchor_high, t.confirm, r.timeout_s,
+                              r.scale_min, r.scale_max)
+        button = self._confirm_button(t.confirm)
+        for stim in (self._question(t.rate_heat), self._get_slider(prompt), button.rect, button.label,
+                     *self._help_stims, *self._cross):
+            stim.draw()
+        self.win.clearBuffer()
+
     def close(self) -> None:
-        """Close the window and stop the status view. Never raises."""
+        """Close the window, finish writing screenshots and stop the status view. Never raises."""
         try:
             self.status_view.stop()
+            if self._shot_thread is not None:
+                self._shot_queue.put(None)
+                self._shot_thread.join(SHOT_WRITER_JOIN_S)
+                self._shot_thread = None
         except Exception:
             pass
         win, self.win = self.win, None
@@ -221,10 +248,11 @@ class PsychoPyUI(ParticipantUI):
         return float(w) / float(h)
 
     def _text(self, text: str, *, pos: tuple[float, float], height: float, color: str | None = None,
-              bold: bool = False, align: str = "center", anchor: str = "center", wrap: float | None = None) -> Any:
+              bold: bool = False, align: str = "center", anchor: str = "center", anchor_v: str = "center",
+              wrap: float | None = None) -> Any:
         return self._visual.TextStim(
             self.win, text=text, pos=pos, height=height, color=color or self._fg, colorSpace="hex", font=FONT,
-            fontFiles=self._fontfiles, bold=bold, alignText=align, anchorHoriz=anchor, anchorVert="center",
+            fontFiles=self._fontfiles, bold=bold, alignText=align, anchorHoriz=anchor, anchorVert=anchor_v,
             wrapWidth=wrap if wrap is not None else self._aspect * TEXT_WRAP_FRACTION, autoLog=False)
 
     def _build_help(self) -> list[Any]:
@@ -343,17 +371,42 @@ class PsychoPyUI(ParticipantUI):
         return time.perf_counter() - t0
 
     def _autoshot(self, name: str) -> None:
+        """Capture the back buffer the first time screen `name` is drawn; a thread writes the PNG, so a
+        screenshot costs ~10 ms of frame time instead of the ~150 ms a PNG encode takes."""
         if self.screenshot_dir is None or name in self.screens_saved:
             return
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "screen"
         path = self.screenshot_dir / f"{safe}.png"
-        try:
-            self.screenshot_dir.mkdir(parents=True, exist_ok=True)
-            self.win.getMovieFrame(buffer="back")
-            self.win.saveMovieFrames(str(path))
-        except Exception:
-            self.win.movieFrames = []
         self.screens_saved[name] = path
+        try:
+            image = self.win.getMovieFrame(buffer="back")
+        except Exception:
+            return
+        finally:
+            self.win.movieFrames = []
+        if self._shot_thread is None:
+            self._shot_thread = threading.Thread(target=self._write_shots, name="screenshots", daemon=True)
+            self._shot_thread.start()
+        self._shot_queue.put((image, path))
+
+    def _write_shots(self) -> None:
+        while True:
+            item = self._shot_queue.get()
+            if item is None:  # close(): stop
+                self._shot_queue.task_done()
+                return
+            image, path = item
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                image.save(str(path))
+            except Exception:  # a failed screenshot must never disturb the session
+                pass
+            finally:
+                self._shot_queue.task_done()
+
+    def flush_screenshots(self) -> None:
+        """Wait until every automatic screenshot has been written."""
+        self._shot_queue.join()
 
     # --- plain screens ----------------------------------------------------------------------------
     def _style(self, name: str, text: str) -> tuple[float, str, bool]:
@@ -575,38 +628,63 @@ class PsychoPyUI(ParticipantUI):
             self._active_view, self._active_name = self._draw_screen, self._screen.name
 
     # --- multiple choice --------------------------------------------------------------------------
-    def _choice_buttons(self, options: list[str]) -> list[_Button]:
+    @staticmethod
+    def _split_option(label: str) -> tuple[str, str]:
+        """Split "10 (worst pain imaginable)" into ("10", "worst pain imaginable")."""
+        head, _, rest = label.strip().partition(" ")
+        return head, rest.strip().removeprefix("(").removesuffix(")").strip()
+
+    def _is_row(self, options: list[str]) -> bool:
+        """Lay out as a row of number buttons (an NRS: "0 (no pain)", "1", ..., "10 (worst ...)")?"""
+        parts = [self._split_option(o) for o in options]
+        bare = sum(1 for _, caption in parts if not caption)
+        return len(options) >= CHOICE_ROW_MIN_OPTIONS and all(len(h) <= CHOICE_ROW_MAX_LABEL for h, _ in parts) \
+            and bare * 2 >= len(options)
+
+    def _choice_buttons(self, options: list[str]) -> tuple[list[_Button], list[Any]]:
+        """Build one button per option (a row of numbers, or a column of labels) and any captions."""
         n = len(options)
         th = self.protocol.screen.text_height
         avail_h = CHOICE_TOP - CHOICE_BOTTOM
+        half_w = self._aspect / 2
         width_total = self._aspect * TEXT_WRAP_FRACTION
         buttons: list[_Button] = []
-        if all(len(o) <= CHOICE_ROW_MAX_LABEL for o in options):
-            bw = min(0.16, width_total / n - CHOICE_GAP)
-            bh = min(0.14, bw * 1.1)
-            y = (CHOICE_TOP + CHOICE_BOTTOM) / 2
+        captions: list[Any] = []
+        if self._is_row(options):
+            bw = min(CHOICE_ROW_BUTTON_MAX, width_total / n - CHOICE_GAP)
+            bh = min(CHOICE_ROW_BUTTON_MAX, bw * 1.1)
+            y = (CHOICE_TOP + CHOICE_BOTTOM) / 2 + 0.08
             x0 = -(n * (bw + CHOICE_GAP) - CHOICE_GAP) / 2 + bw / 2
-            spots = [(x0 + i * (bw + CHOICE_GAP), y) for i in range(n)]
-            size = (bw, bh)
-            text_h = min(th, bh * 0.5)
-        else:
-            bh = min(0.1, avail_h / n - CHOICE_GAP)
-            bw = min(1.1, width_total)
-            y0 = CHOICE_TOP - bh / 2
-            spots = [(0.0, y0 - i * (bh + CHOICE_GAP)) for i in range(n)]
-            size = (bw, bh)
-            text_h = min(th * 0.8, bh * 0.6)
-        for (x, y), text in zip(spots, options, strict=True):
-            rect = self._visual.Rect(self.win, width=size[0], height=size[1], pos=(x, y), fillColor=DISABLED_FILL,
+            for i, option in enumerate(options):
+                x = x0 + i * (bw + CHOICE_GAP)
+                head, caption = self._split_option(option)
+                rect = self._visual.Rect(self.win, width=bw, height=bh, pos=(x, y), fillColor=DISABLED_FILL,
+                                         lineColor=self._fg, lineWidth=2, colorSpace="hex", autoLog=False)
+                label = self._text(head, pos=(x, y), height=min(th, bh * 0.5), wrap=bw)
+                buttons.append(_Button(rect, label, self._box_px(x, y, bw, bh)))
+                if caption:
+                    wrap = max(bw, min(CHOICE_CAPTION_WRAP, 2 * (half_w - abs(x)) - 0.04))
+                    cap = self._text(caption, pos=(x, y - bh / 2 - 0.025), height=th * CHOICE_CAPTION_SCALE, wrap=wrap,
+                                     anchor_v="top")
+                    self._fit(cap, 0.12)
+                    captions.append(cap)
+            return buttons, captions
+        bh = min(0.1, avail_h / n - CHOICE_GAP)
+        bw = min(1.1, width_total)
+        y0 = CHOICE_TOP - bh / 2
+        for i, text in enumerate(options):
+            y = y0 - i * (bh + CHOICE_GAP)
+            rect = self._visual.Rect(self.win, width=bw, height=bh, pos=(0, y), fillColor=DISABLED_FILL,
                                      lineColor=self._fg, lineWidth=2, colorSpace="hex", autoLog=False)
-            label = self._text(text, pos=(x, y), height=text_h, wrap=size[0] * 0.95)
-            buttons.append(_Button(rect, label, self._box_px(x, y, *size)))
-        return buttons
+            label = self._text(text, pos=(0, y), height=min(th * 0.8, bh * 0.6), wrap=bw * 0.95)
+            self._fit(label, bh * 0.95)
+            buttons.append(_Button(rect, label, self._box_px(0, y, bw, bh)))
+        return buttons, captions
 
     def choice_geometry(self, choice: Choice) -> list[list[float]]:
         """Return each option button's box in window px (l, t, r, b; origin top-left)."""
         self._require_open()
-        return [b.box_px for b in self._choice_buttons(list(choice.options))]
+        return [b.box_px for b in self._choice_buttons(list(choice.options))[0]]
 
     def choose(self, choice: Choice, responder: Callable[[Choice], int | None] | None) -> int | None:
         """Show `choice.question` with one clickable button per option; return the clicked index.
@@ -619,8 +697,8 @@ class PsychoPyUI(ParticipantUI):
         if not options:
             raise ValueError("a Choice needs at least one option")
         question = self._question(choice.question, y=CHOICE_TOP + 0.17)
-        buttons = self._choice_buttons(options)
-        layout_name = "choice_row" if all(len(o) <= CHOICE_ROW_MAX_LABEL for o in options) else "choice_list"
+        buttons, captions = self._choice_buttons(options)
+        layout_name = "choice_row" if self._is_row(options) else "choice_list"
         state: dict[str, Any] = {"armed": None, "chosen": None}
 
         def draw() -> None:
@@ -630,6 +708,8 @@ class PsychoPyUI(ParticipantUI):
                 b.rect.fillColor = self._accent if hot else DISABLED_FILL
                 b.rect.draw()
                 b.label.draw()
+            for cap in captions:
+                cap.draw()
 
         start = self.clock.now()
         deadline = start + choice.timeout_s if choice.timeout_s is not None else math.inf

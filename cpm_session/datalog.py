@@ -18,8 +18,9 @@ import datetime as dt
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from cpm_session.errors import SessionError
 
@@ -31,12 +32,12 @@ DEVICE_COLUMNS = ["t", "role", "quantity", "value", "unit"]
 
 def utc_now() -> dt.datetime:
     """Return the current UTC time."""
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def iso(t: dt.datetime) -> str:
     """Return `t` as ISO 8601 with milliseconds and a Z suffix."""
-    return t.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return t.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def line_hash(line: bytes) -> str:
@@ -185,7 +186,7 @@ class CsvAppender:
 
 def stamp(t: dt.datetime) -> str:
     """Return the folder time stamp for `t`: YYYYmmddTHHMMSSZ."""
-    return t.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return t.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 class SessionFolder:
@@ -199,7 +200,7 @@ class SessionFolder:
 
     @classmethod
     def create(cls, data_dir: str | Path, participant: str, visit: str, header: dict[str, Any],
-               clock_now: Callable[[], float], start: dt.datetime | None = None, fsync: bool = True) -> "SessionFolder":
+               clock_now: Callable[[], float], start: dt.datetime | None = None, fsync: bool = True) -> SessionFolder:
         """Create a new session folder; refuse (SessionError) if it exists or cannot be written."""
         start = start or utc_now()
         parent = Path(data_dir) / participant

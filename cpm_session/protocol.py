@@ -33,7 +33,7 @@ class Meta(_Strict):
     baseline_visit: str
 
     @model_validator(mode="after")
-    def _baseline_listed(self) -> "Meta":
+    def _baseline_listed(self) -> Meta:
         if self.baseline_visit not in self.visits:
             raise ValueError(f"baseline_visit '{self.baseline_visit}' must be one of visits {self.visits}")
         return self
@@ -51,7 +51,7 @@ class Acclimatization(_Strict):
     max_s: float = Field(ge=0)
 
     @model_validator(mode="after")
-    def _in_range(self) -> "Acclimatization":
+    def _in_range(self) -> Acclimatization:
         if not (self.min_s <= self.duration_s <= self.max_s):
             raise ValueError(f"duration_s {self.duration_s} must lie in [min_s {self.min_s}, max_s {self.max_s}]")
         return self
@@ -84,7 +84,7 @@ class Calibration(_Strict):
     ts_pressure_factor: float = Field(gt=0, le=3)
 
     @model_validator(mode="after")
-    def _levels(self) -> "Calibration":
+    def _levels(self) -> Calibration:
         if self.stop_rating < self.target_rating:
             raise ValueError(f"stop_rating {self.stop_rating} must be >= target_rating {self.target_rating}")
         return self
@@ -110,7 +110,7 @@ class ColdPressor(_Strict):
     bath_stable_s: float = Field(ge=0)
 
     @model_validator(mode="after")
-    def _order(self) -> "ColdPressor":
+    def _order(self) -> ColdPressor:
         if self.bath_min_c >= self.bath_max_c:
             raise ValueError(f"bath_min_c {self.bath_min_c} must be below bath_max_c {self.bath_max_c}")
         if self.duration_s > self.max_s:
@@ -135,7 +135,7 @@ class Ratings(_Strict):
     scale_max: float
 
     @model_validator(mode="after")
-    def _scale(self) -> "Ratings":
+    def _scale(self) -> Ratings:
         if self.scale_min >= self.scale_max:
             raise ValueError("scale_min must be below scale_max")
         return self
@@ -210,7 +210,7 @@ class Protocol(_Strict):
     sha256: str = ""
 
     @model_validator(mode="after")
-    def _cross(self) -> "Protocol":
+    def _cross(self) -> Protocol:
         cap = self.safety.thermode_cap_c
         if self.calibration.start_c >= cap:
             raise ValueError(f"calibration.start_c {self.calibration.start_c} must be below safety.thermode_cap_c {cap}")

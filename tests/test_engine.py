@@ -284,14 +284,13 @@ def test_existing_session_folder_is_never_written_over(tmp_path: Path) -> None:
     import datetime as dt
 
     prot, st = load_protocol(THERMAL), load_station(SIM_STATION)
-    stamp = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
-    from cpm_session.clock import VirtualClock
-    from cpm_session.engine import Engine
-    from cpm_session.ui.headless import HeadlessUI
-
+    stamp = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     import numpy as np
 
+    from cpm_session.clock import VirtualClock
+    from cpm_session.engine import Engine
     from cpm_session.participant import SimParticipant
+    from cpm_session.ui.headless import HeadlessUI
 
     c = VirtualClock()
     sim = SimParticipant(ParticipantTruth(), np.random.default_rng(0))

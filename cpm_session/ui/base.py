@@ -7,8 +7,9 @@ The engine owns time and logic; a UI only draws, collects ratings and reports ke
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 STAFF_KEYS = ("space", "s", "p", "w", "escape", "n", "h")
 """space: confirm staff step; s: skip acclimatization; p: pause/resume; w: early withdrawal;

@@ -6,7 +6,8 @@ times with `press(key, at_t)`, so every staff path is testable on a virtual cloc
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from cpm_session.clock import Clock
 from cpm_session.ui.base import Choice, ParticipantUI, RatingPrompt, RatingResult, Responder

@@ -211,3 +211,32 @@ def test_analyze_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["analyze", str(tmp_path / "data"), "--allocation", str(f)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("cpm-session analyze: error:") and "no readable sessions" in err and "Traceback" not in err
+
+
+def test_custom_visit_names_and_all_session_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import datetime as dt
+
+    from cpm_session.analysis.synth import SynthTruth, write_session
+
+    rows = []
+    for i in range(6):
+        pid, arm = f"P{i + 1:03d}", ("drug" if i % 2 else "sham")
+        write_session(tmp_path / "d", pid, "v1", truth=SynthTruth(cpm_effect=0.1), seed=i)
+        write_session(tmp_path / "d", pid, "v2", truth=SynthTruth(cpm_effect=0.1 + (0.3 if arm == "drug" else 0.0)),
+                      seed=100 + i, start=dt.datetime(2026, 2, 1, 9, tzinfo=dt.timezone.utc))
+        rows.append((pid, arm))
+    alloc = write_alloc(tmp_path / "a.csv", rows)
+    rep = tmp_path / "rep"
+    assert main(["analyze", str(tmp_path / "d"), "--allocation", str(alloc), "--baseline-visit", "v1",
+                 "--post-visit", "v2", "--report", str(rep), "--session-plots", "all"]) == 0
+    out = capsys.readouterr().out
+    assert "reference sham" in out and "drug - sham" in out
+    res = pd.read_csv(rep / "tables" / "results.csv")
+    assert res.iloc[0]["n"] == 6 and res.iloc[0]["adjusted_difference"] > 0
+    assert len(list((rep / "figures" / "sessions").glob("*.png"))) == 12
+    html = (rep / "report.html").read_text(encoding="utf-8")
+    assert "visits v1 → v2" in html and "every session" in html
+    summary = pd.read_csv(rep / "tables" / "sessions_summary.csv")
+    assert set(summary["cpm_sign"]) == {"TS_pre - TS_post (positive = inhibition)"}
+    model = pd.read_csv(rep / "tables" / "model_01_cpm_abs.csv")
+    assert model["outcome"].str.contains(r"\(positive = inhibition\)").all()

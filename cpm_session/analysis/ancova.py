@@ -112,7 +112,7 @@ def fit_ancova(data: pd.DataFrame, post: str, base: str, *, arm: str = "arm", re
 
     names = {"Intercept": "Intercept", coef_name: f"arm[{treatment} vs {ref}]", "x": f"baseline {base}"}
     table = pd.DataFrame({
-        "term": [names.get(k, k) for k in model.params.index], "coef": model.params.values, "se": model.bse.values,
+        "outcome": outcome or post, "term": [names.get(k, k) for k in model.params.index], "coef": model.params.values, "se": model.bse.values,
         "t": model.tvalues.values, "p": model.pvalues.values, "ci_low": ci[0].values, "ci_high": ci[1].values,
     })
     return AncovaResult(

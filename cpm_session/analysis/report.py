@@ -185,7 +185,7 @@ def write_report(analysis: TrialAnalysis, summary: SummaryResult, out_dir: str |
     for name, r in model_files:
         parts.append(f"<h3>{html.escape(r.outcome)} — <code>{html.escape(r.formula)}</code> "
                      f"(<a href='tables/{name}'>{name}</a>)</h3>")
-        parts.append(_table(r.model_table))
+        parts.append(_table(r.model_table.drop(columns=["outcome"], errors="ignore")))
     if a.skipped:
         parts.append("<p class='warn'>Not fitted: " + html.escape("; ".join(a.skipped)) + "</p>")
     parts += [f"<h2>Reactivated CPM {SIGN_TAG}</h2>",

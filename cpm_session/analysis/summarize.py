@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from cpm_session.analysis.constants import DEFAULT_CPM_THRESHOLD_ABS
+from cpm_session.analysis.constants import DEFAULT_CPM_THRESHOLD_ABS, SIGN_TAG
 from cpm_session.datalog import file_sha256, iter_session_dirs, read_events
 from cpm_session.errors import CpmError, SessionError
 
@@ -30,7 +30,7 @@ BASE_COLUMNS = [
     "protocol_sha256", "ts_modality", "ts_intensity", "ts_unit", "pain60_c", "ppt_kpa",
 ]
 RESULT_COLUMNS = [
-    "ts_pre", "ts_post", "cpm_abs", "cpm_pct", "cpm_category", "cpm_threshold_abs", "cpm_threshold_source",
+    "ts_pre", "ts_post", "cpm_abs", "cpm_pct", "cpm_sign", "cpm_category", "cpm_threshold_abs", "cpm_threshold_source",
     "cs_rating_30s", "cs_rating_flag", "bath_mean_c", "bath_min_c", "bath_max_c", "bath_n", "withdrawal_s",
     "early_withdrawal",
 ]
@@ -46,6 +46,8 @@ try:
 except ImportError:  # the integrity module is optional
     _PROTECTED = ("log_final_sha256", "log_events", "amendments", "protocol_sha256", "software_version")
 CATEGORIES = ("inhibition", "none", "facilitation")
+CPM_SIGN = "TS_pre - TS_post " + SIGN_TAG
+"""Written in every summary row so a CSV read on its own still says which way CPM points."""
 RESUME_EVENTS = ("resume_session", "session_resumed")
 """Events that mark a session continued after an interruption (besides the header's `resumed_from`)."""
 FLOAT_COLUMNS = ("ts_intensity", "pain60_c", "ppt_kpa", "ts_pre", "ts_post", "cpm_abs", "cpm_pct", "cpm_threshold_abs",
@@ -408,7 +410,7 @@ def read_session(path: Path, protocols: ProtocolCache,
         row[f"ts_post_{i}"] = v
     row.update({
         "ts_pre": ts_pre, "ts_post": ts_post, "cpm_abs": cpm_abs, "cpm_pct": cpm_pct,
-        "cpm_category": cpm_category(cpm_abs, thr), "cpm_threshold_abs": thr, "cpm_threshold_source": thr_source,
+        "cpm_sign": CPM_SIGN, "cpm_category": cpm_category(cpm_abs, thr), "cpm_threshold_abs": thr, "cpm_threshold_source": thr_source,
         "cs_rating_30s": cs30, "cs_rating_flag": results.get("cs_rating_flag") or ("missing" if cs30 is None else ""),
         "bath_mean_c": bath[0], "bath_min_c": bath[1], "bath_max_c": bath[2], "bath_n": bath[3],
         "withdrawal_s": withdrawal, "early_withdrawal": withdrawal is not None,

@@ -223,7 +223,7 @@ def test_custom_visit_names_and_all_session_plots(tmp_path: Path, capsys: pytest
         pid, arm = f"P{i + 1:03d}", ("drug" if i % 2 else "sham")
         write_session(tmp_path / "d", pid, "v1", truth=SynthTruth(cpm_effect=0.1), seed=i)
         write_session(tmp_path / "d", pid, "v2", truth=SynthTruth(cpm_effect=0.1 + (0.3 if arm == "drug" else 0.0)),
-                      seed=100 + i, start=dt.datetime(2026, 2, 1, 9, tzinfo=dt.timezone.utc))
+                      seed=100 + i, start=dt.datetime(2026, 2, 1, 9, tzinfo=dt.UTC))
         rows.append((pid, arm))
     alloc = write_alloc(tmp_path / "a.csv", rows)
     rep = tmp_path / "rep"

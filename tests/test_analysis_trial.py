@@ -240,3 +240,19 @@ def test_custom_visit_names_and_all_session_plots(tmp_path: Path, capsys: pytest
     assert set(summary["cpm_sign"]) == {"TS_pre - TS_post (positive = inhibition)"}
     model = pd.read_csv(rep / "tables" / "model_01_cpm_abs.csv")
     assert model["outcome"].str.contains(r"\(positive = inhibition\)").all()
+
+
+def test_unallocated_and_sessionless_participants_are_listed(tmp_path: Path) -> None:
+    rows = []
+    for i in range(6):
+        pid = f"P{i + 1:03d}"
+        rows.append(summary_row(pid, "baseline", "completed", float(i), "none", "20260101T090000Z"))
+        rows.append(summary_row(pid, "post", "completed", float(i) + (5 if i % 2 else 0), "none", "20260201T090000Z"))
+    rows.append(summary_row("X999", "post", "completed", 3.0, "none", "20260201T090000Z"))
+    alloc = write_alloc(tmp_path / "a.csv", [(f"P{i + 1:03d}", "drug" if i % 2 else "placebo") for i in range(7)])
+    res = analyze_trial(pd.DataFrame(rows), read_allocation(alloc))
+    miss = res.missing.set_index(["participant", "visit"])["reason"].to_dict()
+    assert miss[("X999", "")].startswith("not in the allocation file")
+    assert miss[("P007", "baseline")] == "no session" and miss[("P007", "post")] == "no session"
+    assert res.primary() is not None and res.primary().n == 6  # type: ignore[union-attr]
+    assert "X999" not in set(res.wide["participant"])

@@ -64,27 +64,30 @@ def icc(matrix: np.ndarray | list[list[float]], alpha: float = 1.0 - CI_LEVEL) -
     ss_total = ((y - grand) ** 2).sum()
     ss_rows = k * ((y.mean(axis=1) - grand) ** 2).sum()
     ss_cols = n * ((y.mean(axis=0) - grand) ** 2).sum()
-    ss_err = ss_total - ss_rows - ss_cols
+    ss_err = max(ss_total - ss_rows - ss_cols, 0.0)  # rounding can make an exact fit slightly negative
     msr = ss_rows / (n - 1)
     msc = ss_cols / (k - 1)
     mse = ss_err / ((n - 1) * (k - 1))
     msw = (ss_cols + ss_err) / (n * (k - 1))
-    icc1_1 = (msr - msw) / (msr + (k - 1) * msw)
-    icc2_1 = (msr - mse) / (msr + (k - 1) * mse + k * (msc - mse) / n)
-    icc3_1 = (msr - mse) / (msr + (k - 1) * mse)
-    icc1_k = (msr - msw) / msr
-    icc2_k = (msr - mse) / (msr + (msc - mse) / n)
-    icc3_k = (msr - mse) / msr
+    with np.errstate(divide="ignore", invalid="ignore"):  # no between-subject variance: NaN, not a warning
+        icc1_1 = (msr - msw) / (msr + (k - 1) * msw)
+        icc2_1 = (msr - mse) / (msr + (k - 1) * mse + k * (msc - mse) / n)
+        icc3_1 = (msr - mse) / (msr + (k - 1) * mse)
+        icc1_k = (msr - msw) / msr
+        icc2_k = (msr - mse) / (msr + (msc - mse) / n)
+        icc3_k = (msr - mse) / msr
 
     # ICC(3,1) interval (Shrout & Fleiss 1979, eq. 11-12)
     df1, df2 = n - 1, (n - 1) * (k - 1)
-    if mse > 0:
+    if mse > 0 and msr > 0:
         f_obs = msr / mse
         fl = f_obs / stats.f.ppf(1 - alpha / 2, df1, df2)
         fu = f_obs * stats.f.ppf(1 - alpha / 2, df2, df1)
         c3_lo, c3_hi = (fl - 1) / (fl + k - 1), (fu - 1) / (fu + k - 1)
-    else:  # no error variance: the consistency is perfect
+    elif mse == 0:  # no error variance: the consistency is perfect
         c3_lo = c3_hi = 1.0
+    else:
+        c3_lo = c3_hi = float("nan")
     # ICC(2,1) interval (McGraw & Wong 1996, case 2A, Satterthwaite df)
     a = k * icc2_1 / (n * (1 - icc2_1)) if icc2_1 < 1 else np.inf
     b = 1 + k * icc2_1 * (n - 1) / (n * (1 - icc2_1)) if icc2_1 < 1 else np.inf

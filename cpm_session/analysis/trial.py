@@ -144,7 +144,7 @@ def analyze_trial(summary: pd.DataFrame, allocation: AllocationTable, *, baselin
     keep = ["participant", *[c for c in CARRIED_COLUMNS if c in summary.columns]]
     pre_cols = sorted((c for c in summary.columns if c.startswith("ts_pre_") and c[7:].isdigit()), key=lambda c: int(c[7:]))
     wide = allocation.table.merge(base[keep + pre_cols] if len(base) else pd.DataFrame(columns=keep + pre_cols),
-                                  on="participant", how="outer")
+                                  on="participant", how="left")
     wide = wide.merge(post[keep] if len(post) else pd.DataFrame(columns=keep), on="participant", how="left",
                       suffixes=("_base", "_post"))
     rename = {c: f"{c}_base" for c in pre_cols}
@@ -155,11 +155,11 @@ def analyze_trial(summary: pd.DataFrame, allocation: AllocationTable, *, baselin
     res = TrialAnalysis(wide=wide, allocation=allocation, baseline_visit=baseline_visit, post_visit=post_visit)
 
     missing = [dict(n, arm=_arm_of(allocation, str(n["participant"]))) for n in notes_b + notes_p]
+    allocated = set(allocation.table["participant"])
+    for pid in sorted(set(summary["participant"].dropna().astype(str)) - allocated):
+        missing.append({"participant": pid, "visit": "", "status": "", "path": "", "arm": "",
+                        "reason": "not in the allocation file: excluded from the analysis"})
     for _, r in wide.iterrows():
-        if pd.isna(r["arm"]):
-            missing.append({"participant": r["participant"], "visit": "", "status": "", "path": "", "arm": "",
-                            "reason": "not in the allocation file: excluded from the analysis"})
-            continue
         for vis, col in ((baseline_visit, "cpm_abs_base"), (post_visit, "cpm_abs_post")):
             if col not in wide.columns or pd.isna(r.get(col)):
                 if not any(m["participant"] == r["participant"] and m["visit"] == vis for m in missing):

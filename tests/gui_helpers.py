@@ -33,16 +33,22 @@ _xvfb: subprocess.Popen[bytes] | None = None
 
 def gui_available() -> str | None:
     """Return why GUI tests cannot run here, or None when they can."""
-    for tool in ("xdotool",) + (() if os.environ.get("DISPLAY") else ("Xvfb",)):
+    own = not os.environ.get("DISPLAY") or bool(os.environ.get("PYTEST_XDIST_WORKER"))
+    for tool in ("xdotool",) + (("Xvfb",) if own else ()):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (apt-get install -y xvfb xdotool)"
     return None
 
 
 def ensure_display() -> str:
-    """Return a usable DISPLAY; start `Xvfb -screen 0 1280x800x24` (once per process) when none is set."""
+    """Return a usable DISPLAY; start `Xvfb -screen 0 1280x800x24` (once per process) when none is set.
+
+    Under pytest-xdist every worker gets its own Xvfb even when DISPLAY is set: windows of parallel
+    workers on one display would overlap, and a click could land in the other worker's window."""
     global _xvfb
-    if os.environ.get("DISPLAY"):
+    if _xvfb is not None:
+        return os.environ["DISPLAY"]
+    if os.environ.get("DISPLAY") and not os.environ.get("PYTEST_XDIST_WORKER"):
         return os.environ["DISPLAY"]
     r, w = os.pipe()
     proc = subprocess.Popen(

@@ -28,7 +28,11 @@ fi
 stamp=".venv/.cpm-installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -e "$stamp" ]; then
   echo "bootstrap: installing cpm-session and its dependencies into .venv (PsychoPy is large: first run takes minutes)"
-  .venv/bin/python -m pip install -q -e ".[test]"
+  if ! .venv/bin/python -m pip install -q -e ".[test]" > .venv/install.log 2>&1; then
+    tail -40 .venv/install.log >&2
+    echo "bootstrap: pip install failed (full log: .venv/install.log)" >&2
+    exit 1
+  fi
   rm -f .venv/.cpm-installed-*
   touch "$stamp"
 fi

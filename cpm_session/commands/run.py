@@ -98,7 +98,7 @@ def print_result(outcome: Any, console_file: Any = None) -> None:
 
     con = Console(file=console_file or sys.stdout)
     r = outcome.results
-    t = Table(title=f"CPM result ({outcome.status})  –  positive CPM = inhibition")
+    t = Table(title=f"CPM result ({outcome.status})", caption="positive CPM = inhibition", min_width=50)
     t.add_column("measure")
     t.add_column("value", justify="right")
 

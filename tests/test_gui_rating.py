@@ -14,10 +14,12 @@ from cpm_session.protocol import load_protocol
 from cpm_session.ui.base import Choice, RatingPrompt
 from cpm_session.ui.status import StatusView
 from tests.conftest import THERMAL
-from tests.gui_helpers import SCREENS, Clicker, Screen, centre, content_bbox, display, load_png, slider_x, xdo
+from tests.gui_helpers import ARTIFACTS, Clicker, Screen, centre, content_bbox, display, load_png, slider_x, xdo
 
 pytestmark = pytest.mark.gui
 __all__ = ["display"]  # the session fixture, imported so pytest sees it
+SHOTS = ARTIFACTS / "screens_rating"
+"""This module's own screenshots (test_gui_screens owns screens/; under xdist both run at once)."""
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,7 @@ def ui(display: str) -> Iterator[Any]:
     from cpm_session.ui.psychopy_ui import PsychoPyUI
 
     protocol = load_protocol(THERMAL)
-    u = PsychoPyUI(protocol, RealClock(1.0), fullscreen=False, size=(1280, 800), screenshot_dir=SCREENS,
+    u = PsychoPyUI(protocol, RealClock(1.0), fullscreen=False, size=(1280, 800), screenshot_dir=SHOTS,
                    status=StatusView(enabled=False))
     u.open()
     u.show("welcome", protocol.texts.welcome)
@@ -89,11 +91,12 @@ def test_click_at_a_fraction_of_the_scale_records_that_rating(ui: Any, screen: S
 
 def test_confirm_button_is_grey_until_a_value_is_chosen(ui: Any) -> None:
     """The first frame (no value) and the first answered frame were saved by the screenshot dir."""
+    ui.rate(prompt(ui), lambda p: (50.0, 0.3))  # makes sure both screens were shown (if run alone)
     ui.flush_screenshots()
     geom = ui.prompt_geometry(prompt(ui))
     x, y = (int(v) for v in centre(geom["confirm_px"]))
-    before = load_png(SCREENS / "rating_heat.png")
-    after = load_png(SCREENS / "rating_heat_answered.png")
+    before = load_png(SHOTS / "rating_heat.png")
+    after = load_png(SHOTS / "rating_heat_answered.png")
     assert tuple(before[y, x - 100]) == (0x4A, 0x4A, 0x4A)  # DISABLED_FILL, away from the label
     assert tuple(after[y, x - 100]) == (0x3C, 0x8C, 0xE7)  # the protocol's accent colour
     # no marker before the first click: the scale row only holds the line and the two end ticks

@@ -38,6 +38,8 @@ WINDOW_TITLE = "cpm-session participant"
 """Window caption; tests find the window with `xdotool search --name`."""
 FONT = "Noto Sans"
 """Shipped with PsychoPy (assets/fonts), so text looks the same on every lab computer."""
+MOUSE_QUEUE_MAX = 2000
+"""Mouse events kept between frames (a drag makes one per motion; older ones are dropped)."""
 SHOT_WRITER_JOIN_S = 10.0
 """close() waits at most this long for pending screenshots."""
 DEFAULT_MAX_FPS = 60.0
@@ -148,7 +150,7 @@ class PsychoPyUI(ParticipantUI):
         self._active_view: Callable[[], None] = self._draw_screen
         self._active_name = "blank"
         self._overlays: list[Callable[[], None]] = []
-        self._mouse: deque[tuple[str, float, float, float]] = deque()
+        self._mouse: deque[tuple[str, float, float, float]] = deque(maxlen=MOUSE_QUEUE_MAX)
         self._last_flip = 0.0
         self._slider_cache: dict[tuple[Any, ...], Any] = {}
         self._shot_queue: queue.Queue[tuple[Any, Path] | None] = queue.Queue()

@@ -19,23 +19,23 @@ import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cpm_session import __version__
 from cpm_session.calibration import fit_target, make_procedure, refine
-from cpm_session.clock import Clock, VirtualClock
+from cpm_session.clock import Clock
 from cpm_session.datalog import SessionFolder, iso, read_events, utc_now, write_json_atomic
 from cpm_session.devices.factory import Devices, effective_cap, open_devices
-from cpm_session.devices.sim import SimAlgometer, SimThermode
 from cpm_session.errors import CpmError, DeviceError, SafetyLimitError, SessionError
 from cpm_session.ids import validate_participant_id, validate_visit
-from cpm_session.participant import ParticipantTruth, SimParticipant
 from cpm_session.protocol import Protocol, load_protocol
 from cpm_session.station import Station, load_station
 from cpm_session.ui.base import ParticipantUI, RatingPrompt
-from cpm_session.ui.headless import HeadlessUI
+
+if TYPE_CHECKING:  # simulation code stays out of the runtime import path of a real visit
+    from cpm_session.participant import ParticipantTruth, SimParticipant
 
 # ---------------------------------------------------------------------------------------------------
 # The machine, declared once.
@@ -332,7 +332,7 @@ class Engine:
             self._sample(self.clock.now())
             self.clock.sleep(min(0.1, self._frame_s()) if math.isfinite(self._frame_s()) else 0.1)
             nk = getattr(self.ui, "next_key_t", lambda: None)()
-            if nk is None and self.staff == "auto" and isinstance(self.ui, HeadlessUI):
+            if nk is None and self.staff == "auto" and getattr(self.ui, "unattended", False):
                 self._resume_requested = True  # unattended run: nothing could ever resume it
         self.paused = False
         self._pause_requested = False
@@ -343,6 +343,7 @@ class Engine:
             raise TrialInterrupted("stimulus aborted by pause")
 
     _last_pause_s = 0.0
+    _write_failed = False
     _resume_requested = False
     _skip_requested = False
 
@@ -418,8 +419,9 @@ class Engine:
         alg = self.devices.algometer
         alg.clear_peak()
         took = hold_s
-        if isinstance(alg, SimAlgometer) and self.staff == "auto":
-            took = alg.press(self.p.calibration.ppt_ramp_kpa_per_s, target_kpa, hold_s)
+        press = getattr(alg, "press", None)  # a simulated algometer: the simulated examiner presses it
+        if press is not None and self.sim is not None and self.staff == "auto":
+            took = press(self.p.calibration.ppt_ramp_kpa_per_s, target_kpa, hold_s)
         onset = self.clock.now()
         self._stim_end = onset + took
         self.log("stimulus", phase=phase, trial=trial, modality="pressure", target_kpa=round(target_kpa, 2),
@@ -602,8 +604,9 @@ class Engine:
             alg.clear_peak()
             self._status(next_action=f"PPT {i}/{c.ppt_measurements}: press at ~{c.ppt_ramp_kpa_per_s:.0f} kPa/s until STOP")
             t0 = self.clock.now()
-            if isinstance(alg, SimAlgometer) and self.sim and self.staff == "auto":
-                took = alg.press(c.ppt_ramp_kpa_per_s, self.sim.ppt_stop_kpa(), 0.0)
+            press = getattr(alg, "press", None)
+            if press is not None and self.sim and self.staff == "auto":
+                took = press(c.ppt_ramp_kpa_per_s, self.sim.ppt_stop_kpa(), 0.0)
                 self._wait(took + 0.5)
             else:
                 self._staff_step(f"PPT {i}: participant said stop")
@@ -882,6 +885,13 @@ class Engine:
                      port=getattr(e, "port", ""), phase=self.phase)
             self._transition("fault", "fault")
             self._status(warning=str(e))
+        except OSError as e:  # the data folder failed (disk full, removed, read-only): stop, heat off first
+            self._safe_abort()
+            self._write_failed = True
+            status, message = "aborted", (
+                f"visit stopped: cannot write the session data in {self.folder.path} ({e.strerror or e}); "
+                "the thermode was sent to neutral; what was written is kept. Free space, then: "
+                f"cpm-session resume {self.folder.path}")
         except BaseException as e:
             self._safe_abort()
             self.log("crash", error=f"{type(e).__name__}: {e}", phase=self.phase)
@@ -913,11 +923,17 @@ class Engine:
     def _finish(self, status: str, message: str = "") -> VisitOutcome:
         assert self.folder is not None
         res = self.results()
-        if status == "completed":
-            self.log("results", **res)
-        self.log("session_end", status=status, message=message)
         try:
+            if status == "completed":
+                self.log("results", **res)
+            self.log("session_end", status=status, message=message)
             self.folder.update_header(status=status, end_utc=iso(utc_now()), results=res, message=message)
+        except OSError as e:
+            if not self._write_failed:  # the end of a visit could not be recorded: it is not complete on disk
+                status = "aborted"
+                message = (f"{message}; " if message else "") + (
+                    f"cannot write the session data in {self.folder.path} ({e.strerror or e}); free space, then: "
+                    f"cpm-session resume {self.folder.path}")
         finally:
             self.folder.close()
         return VisitOutcome(self.folder.path, status, res, message)
@@ -965,6 +981,10 @@ def run_visit(protocol: Protocol, station: Station, *, data_dir: str | Path, par
               staff: str = "auto", operator: str = "SIM", truth: ParticipantTruth | None = None,
               speed: float | None = None, override_reason: str = "", devices: Devices | None = None) -> VisitOutcome:
     """Run one visit. With `simulate`, a simulated participant with `truth` answers every prompt."""
+    from cpm_session.clock import VirtualClock
+    from cpm_session.participant import ParticipantTruth, SimParticipant
+    from cpm_session.ui.headless import HeadlessUI
+
     clock = clock or VirtualClock()
     ui = ui or HeadlessUI(clock)
     sim = SimParticipant(truth or ParticipantTruth(), np.random.default_rng(seed)) if simulate else None
@@ -1010,6 +1030,10 @@ def resume_visit(session_dir: str | Path, *, ui: ParticipantUI | None = None, cl
                  staff: str | None = None, operator: str | None = None, truth: ParticipantTruth | None = None,
                  protocol_path: str | Path | None = None, override_reason: str = "") -> VisitOutcome:
     """Resume an interrupted (killed, aborted or faulted) session in its own folder."""
+    from cpm_session.clock import VirtualClock
+    from cpm_session.participant import ParticipantTruth, SimParticipant
+    from cpm_session.ui.headless import HeadlessUI
+
     d = Path(session_dir)
     header, events = load_session(d)
     if header.get("status") == "completed":
@@ -1035,9 +1059,3 @@ def resume_visit(session_dir: str | Path, *, ui: ParticipantUI | None = None, cl
     eng = Engine(protocol, station, ui=ui, clock=clk, participant=sim,
                  staff=staff or header.get("staff", "manual"), operator=operator or header.get("operator", ""), seed=seed)
     return eng.resume(d, header, events, reason=override_reason)
-
-
-def ensure_thermode_is_sim(devices: Devices) -> SimThermode:
-    """Return the simulated thermode (tests)."""
-    assert isinstance(devices.thermode, SimThermode)
-    return devices.thermode

@@ -8,7 +8,6 @@ import numpy as np
 
 from cpm_session.clock import Clock
 from cpm_session.devices.base import Algometer, Bath, Thermode
-from cpm_session.devices.sim import SimAlgometer, SimBath, SimThermode
 from cpm_session.errors import SafetyLimitError
 from cpm_session.station import RoleConfig, Station
 
@@ -53,6 +52,8 @@ def open_devices(station: Station, *, cap_c: float, neutral_c: float, clock: Clo
 
     def make(role: str, cfg: RoleConfig):  # type: ignore[no-untyped-def]
         if cfg.model == "sim":
+            from cpm_session.devices.sim import SimAlgometer, SimBath, SimThermode  # only when a station asks
+
             if role == "thermode":
                 return SimThermode(clock, cap_c, neutral_c, rng=rng)
             if role == "bath":

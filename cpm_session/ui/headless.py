@@ -19,6 +19,8 @@ RATING_POLL_S = 0.1
 class HeadlessUI(ParticipantUI):
     """Records what would be shown; answers through responders; delivers scripted keys."""
 
+    unattended = True  # nobody can press a key: a pause with no scripted resume ends by itself
+
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.shown: list[tuple[float, str, str]] = []

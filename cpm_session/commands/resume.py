@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cpm_session.commands.run import make_clock, make_ui, print_result
+from cpm_session.commands.run import make_clock, make_ui, print_result, write_session_plot
 
 NAME = "resume"
 HELP = "Resume a visit interrupted by a crash, kill, emergency stop or device fault."
@@ -38,4 +38,5 @@ def run(args: argparse.Namespace) -> int:
     outcome = resume_visit(args.session_dir, ui=ui, clock=clock, staff=args.staff, operator=args.operator,
                            override_reason=args.override_reason)
     print_result(outcome)
+    write_session_plot(outcome)
     return 0 if outcome.status == "completed" else 3

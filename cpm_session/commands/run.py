@@ -131,6 +131,17 @@ def print_result(outcome: Any, console_file: Any = None) -> None:
     con.print(f"Data written to: [bold]{outcome.session_dir}[/bold]")
 
 
+def write_session_plot(outcome: Any) -> None:
+    """Draw the session figure (thermode trace, ratings, bath, calibration fit) into the session folder."""
+    try:
+        from cpm_session.analysis.plots import session_figure
+
+        png = session_figure(outcome.session_dir, Path(outcome.session_dir) / "session_plot.png")
+        print(f"Session plot: {png}")
+    except Exception as e:  # noqa: BLE001 - the data are safe; a plot problem must not look like a failed visit
+        print(f"(session plot not drawn: {type(e).__name__}: {e})", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from cpm_session.engine import run_visit
     from cpm_session.errors import CpmError
@@ -163,4 +174,5 @@ def run(args: argparse.Namespace) -> int:
                         ui=ui, clock=clock, simulate=args.simulate, seed=args.seed, staff=staff,
                         operator=operator, truth=truth, speed=args.speed, override_reason=args.override_reason)
     print_result(outcome)
+    write_session_plot(outcome)
     return 0 if outcome.status == "completed" else 3

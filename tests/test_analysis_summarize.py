@@ -153,6 +153,10 @@ def test_bath_stats_window(tmp_path: Path) -> None:
     assert bath_stats(f, 2.0, 5.0) == (3.0, 2.0, 4.0, 3)  # [t0, t1): the sample at t1 is the hand-out moment
     assert bath_stats(f, 2.0, None) == pytest.approx((4.25, 2.0, 8.0, 4))
     assert bath_stats(tmp_path / "none.csv", 0, 1) == (None, None, None, 0)
+    g = tmp_path / "reordered.csv"  # another column order takes the slow path, same answer
+    g.write_text("quantity,value,t,role,unit\nbath_c,9.0,0.0,bath,C\nbath_c,2.0,2.0,bath,C\nzone_mean_c,40,2.5,thermode,C\n"
+                 "bath_c,4.0,3.0,bath,C\nbath_c,3.0,4.0,bath,C\nbath_c,8.0,5.0,bath,C\n", encoding="utf-8")
+    assert bath_stats(g, 2.0, 5.0) == (3.0, 2.0, 4.0, 3)
 
 
 def test_real_engine_session_matches_its_own_results(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import datetime as dt
 import importlib
 import json
 import math
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ try:
 except ImportError:  # the integrity module is optional
     _PROTECTED = ("log_final_sha256", "log_events", "amendments", "protocol_sha256", "software_version")
 CATEGORIES = ("inhibition", "none", "facilitation")
+_BATH_ROW = re.compile(rb"^([^,\n]*),[^,\n]*,bath_c,([^,\n]*)", re.M)
+"""A devices.csv row (t, role, quantity, value, ...) whose quantity is bath_c: captures t and value."""
 CPM_SIGN = "TS_pre - TS_post " + SIGN_TAG
 """Written in every summary row so a CSV read on its own still says which way CPM points."""
 RESUME_EVENTS = ("resume_session", "session_resumed")
@@ -202,20 +205,29 @@ def bath_stats(devices_csv: Path, t0: float, t1: float | None) -> tuple[float | 
     except ValueError:
         return None, None, None, 0
     hi = math.inf if t1 is None else t1
-    key = b"bath_c"
     vals: list[float] = []
-    for line in raw[nl + 1:].split(b"\n"):
-        if key not in line:
-            continue
-        parts = line.split(b",")
-        try:
-            if parts[iq].strip() != key:
+    if cols[:4] == ["t", "role", "quantity", "value"]:  # the documented order: one C-level regex scan
+        for t_b, v_b in _BATH_ROW.findall(raw, nl + 1):
+            try:
+                t = float(t_b)
+                if t0 <= t < hi:
+                    vals.append(float(v_b))
+            except ValueError:
                 continue
-            t = float(parts[it])
-            if t0 <= t < hi:
-                vals.append(float(parts[iv]))
-        except (IndexError, ValueError):
-            continue
+    else:
+        key = b"bath_c"
+        for line in raw[nl + 1:].split(b"\n"):
+            if key not in line:
+                continue
+            parts = line.split(b",")
+            try:
+                if parts[iq].strip() != key:
+                    continue
+                t = float(parts[it])
+                if t0 <= t < hi:
+                    vals.append(float(parts[iv]))
+            except (IndexError, ValueError):
+                continue
     if not vals:
         return None, None, None, 0
     return sum(vals) / len(vals), min(vals), max(vals), len(vals)
@@ -279,7 +291,8 @@ def read_session(path: Path, protocols: ProtocolCache,
         return lst[-1] if lst else None
 
     start_fields = _fields(first("session_start") or {})
-    rec: dict[str, Any] = copy.deepcopy(header)
+    amendments = by_event.get("amendment", [])
+    rec: dict[str, Any] = copy.deepcopy(header) if amendments else dict(header)  # amendments write into nested dicts
     for k, v in start_fields.items():
         rec.setdefault(k, v)
     # participant / visit from the folder name as the last resort: <participant>/<visit>-<stamp>
@@ -329,7 +342,7 @@ def read_session(path: Path, protocols: ProtocolCache,
     # amendments: applied in log order to the dotted path they name
     amended: list[str] = []
     amended_paths: set[str] = set()
-    for am in by_event.get("amendment", []):
+    for am in amendments:
         fld = am.get("field")
         if not isinstance(fld, str) or not fld or fld.split(".")[0] in _PROTECTED:
             warns.append(f"{path}: amendment seq {am.get('seq')} names no amendable field ({fld!r}); ignored")

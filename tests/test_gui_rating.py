@@ -169,6 +169,41 @@ def test_responder_places_the_marker_after_its_response_time(ui: Any) -> None:
         ui.clock = RealClock(1.0)
 
 
+def test_a_pause_inside_a_rating_does_not_eat_the_answer_time(ui: Any, screen: Screen) -> None:
+    """A key handler that blocks (a pause screen, a note) extends the time-out by as long as it took; clicks
+    made on the pause screen do not count for the rating."""
+    paused: list[float] = []
+
+    def handler(key: str) -> None:
+        if key == "p":
+            t0 = time.perf_counter()
+            ui.show("paused", ui.protocol.texts.paused)
+            while time.perf_counter() - t0 < 1.0:  # the engine's pause loop: frames until resumed
+                ui.tick()
+            paused.append(time.perf_counter() - t0)
+
+    def script(geom: dict[str, Any]) -> None:
+        screen.key("p")
+        time.sleep(0.3)
+        screen.press_release(*slider_x(geom, 0.9))  # on the pause screen: ignored
+        time.sleep(0.9)
+        screen.press_release(*slider_x(geom, 0.25))
+        time.sleep(0.1)
+        screen.press_release(*centre(geom["confirm_px"]))
+
+    ui.clock = RealClock(10.0)  # time-out 8 session s = 0.8 wall s: shorter than the pause
+    ui.key_handler = handler
+    try:
+        result, _ = run_rating(ui, prompt(ui, timeout_s=8.0), script)
+    finally:
+        ui.key_handler = None
+        ui.clock = RealClock(1.0)
+        ui.show("welcome", ui.protocol.texts.welcome)
+    assert paused and paused[0] >= 1.0
+    assert result.value == pytest.approx(25, abs=1.0)
+    assert all(v < 50 for _, v in result.trace)  # the click at 0.9 on the pause screen left no trace
+
+
 @pytest.mark.parametrize("options, pick", [
     (["Not at all", "A little", "Moderately", "Quite a bit", "Extremely"], 3),
     ([str(i) for i in range(11)], 7),

@@ -361,7 +361,8 @@ class PsychoPyUI(ParticipantUI):
         self._last_flip = time.perf_counter()
 
     def _deliver_keys(self) -> float:
-        keys = self._event.getKeys(keyList=list(STAFF_KEYS))
+        # take every key (a key not in keyList would stay in PsychoPy's buffer for ever), keep staff keys
+        keys = [k for k in self._event.getKeys() if k in STAFF_KEYS]
         if not keys:
             return 0.0
         t0 = time.perf_counter()
@@ -453,6 +454,9 @@ class PsychoPyUI(ParticipantUI):
         """Draw the current screen for one frame and deliver pending staff keys to `key_handler`."""
         self._require_open()
         self._frame(self._draw_screen, self._screen.name)
+        # clicks on a plain screen mean nothing; drop them so they cannot land in a rating that is
+        # waiting outside this tick (e.g. a pause entered from inside rate())
+        self._mouse.clear()
 
     # --- rating -----------------------------------------------------------------------------------
     def _slider_width(self) -> float:
@@ -819,6 +823,7 @@ class PsychoPyUI(ParticipantUI):
             self._overlays.remove(overlay)
             handle.remove_handlers(on_text=on_text, on_text_motion=on_text_motion, on_key_press=on_key_press)
             self._event.clearEvents()
+            self._mouse.clear()
             self._active_view, self._active_name = view, name
         text = "".join(buf).strip()
         return text if done["ok"] and text else None

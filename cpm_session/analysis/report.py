@@ -89,6 +89,24 @@ def _checks(results: pd.DataFrame) -> pd.DataFrame:
     return results[[c for c in CHECK_COLUMNS if c in results.columns]] if not results.empty else results
 
 
+ASSUMPTION_ALPHA = 0.05
+
+
+def _assumption_notes(a: TrialAnalysis) -> str:
+    """Return a sentence naming the outcomes whose slopes differ by arm or whose residuals look non-normal."""
+    notes = []
+    for r in a.ancova:
+        if r.slopes_p < ASSUMPTION_ALPHA:
+            notes.append(f"{r.outcome}: the baseline slope differs between arms (interaction p = {_fmt(r.slopes_p)}); "
+                         "the adjusted difference depends on the baseline value")
+        if r.shapiro_p < ASSUMPTION_ALPHA:
+            notes.append(f"{r.outcome}: residuals deviate from normality (Shapiro-Wilk p = {_fmt(r.shapiro_p)}); "
+                         "consider a robust or rank-based sensitivity analysis")
+    if not notes:
+        return f"<p class='muted'>No assumption check below p = {ASSUMPTION_ALPHA}.</p>"
+    return "<ul>" + "".join(f"<li class='warn'>{html.escape(n)}</li>" for n in notes) + "</ul>"
+
+
 def _img_embedded(png: Path, alt: str) -> str:
     b64 = base64.b64encode(png.read_bytes()).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
@@ -179,7 +197,7 @@ def write_report(analysis: TrialAnalysis, summary: SummaryResult, out_dir: str |
              "slopes_homogeneity = F test of the arm × baseline interaction (p &lt; 0.05 questions the common slope); "
              "shapiro = Shapiro-Wilk test of the residuals.</p>",
              _table(_main_results(results)),
-             "<h3>Assumption checks</h3>", _table(_checks(results)),
+             "<h3>Assumption checks</h3>", _table(_checks(results)), _assumption_notes(a),
              _img_embedded(study_png, "baseline vs post CPM per participant and CPM change by arm"),
              f"<h2>Model tables {SIGN_TAG}</h2>"]
     for name, r in model_files:

@@ -237,3 +237,14 @@ def test_real_engine_resumed_and_pressure_sessions(tmp_path: Path) -> None:
 
     assert session_figure(pp, tmp_path / "p.png").stat().st_size > 10_000
     assert session_figure(first.session_dir, tmp_path / "r.png").stat().st_size > 10_000
+
+
+def test_failing_integrity_check_keeps_the_row(tmp_path: Path) -> None:
+    write_session(tmp_path, "P001", "baseline")
+
+    def broken(path: Path) -> list[str]:
+        raise RuntimeError("bug in the checker")
+
+    row, warns = read_session(next(tmp_path.glob("P001/*")), ProtocolCache([ROOT]), broken)
+    assert row["integrity_ok"] is False and row["cpm_abs"] is not None
+    assert any("integrity check itself failed (RuntimeError: bug in the checker)" in w for w in warns)

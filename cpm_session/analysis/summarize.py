@@ -438,6 +438,8 @@ def read_session(path: Path, protocols: ProtocolCache,
             problems = list(verify(path))
         except CpmError as e:
             problems = [str(e)]
+        except Exception as e:  # noqa: BLE001 - an optional check must never cost the row
+            problems = [f"integrity check itself failed ({type(e).__name__}: {e})"]
         integrity_ok = not problems
         warns.extend(f"{path}: integrity: {p}" for p in problems)
     row.update({

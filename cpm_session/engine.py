@@ -32,7 +32,7 @@ from cpm_session.errors import CpmError, DeviceError, SafetyLimitError, SessionE
 from cpm_session.ids import validate_participant_id, validate_visit
 from cpm_session.protocol import Protocol, load_protocol
 from cpm_session.station import Station, load_station
-from cpm_session.ui.base import ParticipantUI, RatingPrompt
+from cpm_session.ui.base import Choice, ParticipantUI, RatingPrompt
 
 if TYPE_CHECKING:  # simulation code stays out of the runtime import path of a real visit
     from cpm_session.participant import ParticipantTruth, SimParticipant
@@ -226,20 +226,34 @@ class Engine:
             pass  # the UI shows its help overlay itself
 
     def _record_note(self, text: str) -> None:
+        """Log a staff note; 'AE: description; severity=...; serious=...' also records an adverse event."""
         self.log("note", text=text, operator=self.operator, phase=self.phase)
-        if text.strip().upper().startswith("AE:") and self.folder is not None:
-            fields = {"description": text.strip()[3:].strip() or "(no description)",
-                      "onset_date": dt.date.today().isoformat()}
-            try:
-                from cpm_session.adverse_events import record_adverse_event
+        if not text.strip().upper().startswith("AE:") or self.folder is None:
+            return
+        from cpm_session.adverse_events import ALLOWED, record_adverse_event
 
-                rec = record_adverse_event(self.folder.path.parent.parent, self.folder.path.parent.name, fields,
-                                           operator=self.operator or "?", session_dir=self.folder.path)
-                self.log("adverse_event", ae_id=rec.get("ae_id"), description=fields["description"],
-                         operator=self.operator, complete_later=True)
-            except (ImportError, CpmError, TypeError, ValueError) as e:
-                self.log("adverse_event", description=fields["description"], operator=self.operator,
-                         stored_in_ae_log=False, problem=str(e))
+        parts = [p.strip() for p in text.strip()[3:].split(";")]
+        fields: dict[str, Any] = {"description": parts[0] or "(no description)", "onset_date": dt.date.today().isoformat()}
+        for p in parts[1:]:
+            key, _, val = p.partition("=")
+            key = {"action": "action_taken"}.get(key.strip().lower(), key.strip().lower())
+            if key in ALLOWED or key == "onset_date":
+                fields[key] = val.strip()
+        for key, options in ALLOWED.items():  # ask the staff for what the note did not say
+            if key not in fields:
+                idx = self.ui.choose(Choice(f"Adverse event – {key.replace('_', ' ')}", list(options), 120.0), None)
+                if idx is not None:
+                    fields[key] = options[idx]
+        try:
+            rec = record_adverse_event(self.folder.path.parent.parent, self.folder.path.parent.name, fields,
+                                       operator=self.operator or "?", session_dir=self.folder.path,
+                                       clock_now=self.clock.now)
+            self.log("adverse_event", **{k: v for k, v in rec.items() if k not in ("seq", "t", "wall", "event", "prev")},
+                     stored_in_ae_log=True)
+        except CpmError as e:
+            self.log("adverse_event", **fields, operator=self.operator, stored_in_ae_log=False,
+                     problem=f"{e}; complete it with: cpm-session ae add --participant {self.folder.path.parent.name} ...")
+            self._status(warning=f"adverse event not complete: {e}")
 
     def emergency_stop(self, reason: str) -> None:
         """Abort the thermode to neutral at once, stop all timers, and unwind the visit (resumable)."""

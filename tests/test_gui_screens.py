@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,6 +51,15 @@ def screens(ui: Any) -> list[tuple[str, str, float | None]]:
     ]
 
 
+def staff_view(ui: Any) -> str:
+    """Render the UI's staff status view as plain text."""
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=110, record=True, color_system=None)
+    console.print(ui.status_view.render())
+    return console.export_text()
+
+
 def check_png(path: Path, background: str) -> tuple[int, int, int, int]:
     """Assert a screenshot is 1280x800, not blank, and its content keeps off the edges; return its bbox."""
     img = load_png(path)
@@ -81,7 +91,12 @@ def test_every_screen_is_saved_non_blank_and_unclipped(ui: Any) -> None:
     ui.help_visible = True
     ui.tick()
     ui.help_visible = False
+    ui.show("acclimatization", t.acclimatization, countdown_to=ui.clock.now() + 600)
+    assert ui.status_view.state["screen"] == "acclimatization"  # the staff view follows the screen ...
+    assert "acclimatization ends in  9:5" in staff_view(ui) or "ends in  10:00" in staff_view(ui)
     ui.show("welcome", t.welcome)
+    assert ui.status_view.state["screen"] == "welcome"  # ... and drops the countdown with it
+    assert "ends in" not in staff_view(ui)
     ui.screenshot(str(SCREENS / "manual_welcome.png"))
 
     expected = [n for n, _, _ in screens(ui)] + ["rating_heat", "rating_heat_answered", "rating_hand_answered",

@@ -76,6 +76,21 @@ def test_live_panel_runs_in_a_terminal_and_stops_cleanly() -> None:
     assert "ts_pre" in out.getvalue()
 
 
+def test_live_countdown_and_what_the_participant_sees() -> None:
+    from cpm_session.clock import VirtualClock
+
+    clock = VirtualClock(100.0)
+    view = StatusView(enabled=False, clock=clock)
+    view.update({"screen": "cold_keep"})
+    view.set_countdown("cold_keep", 160.0)
+    assert "cold_keep ends in  1:00" in rendered(view)
+    clock.advance(30.5)
+    text = rendered(view)
+    assert "participant sees  cold_keep" in text and "cold_keep ends in  0:30" in text
+    view.set_countdown(None, None)
+    assert "ends in" not in rendered(view)
+
+
 def test_help_covers_exactly_the_staff_keys() -> None:
     assert tuple(STAFF_KEY_HELP) == STAFF_KEYS
     assert [label for label, _ in help_lines()] == ["Space", "S", "P", "W", "Esc", "N", "H"]

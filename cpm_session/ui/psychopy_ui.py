@@ -139,6 +139,8 @@ class PsychoPyUI(ParticipantUI):
         self.size = tuple(size) if size is not None else (int(protocol.screen.size[0]), int(protocol.screen.size[1]))
         self.screenshot_dir = Path(screenshot_dir) if screenshot_dir is not None else None
         self.status_view = status if status is not None else StatusView()
+        if self.status_view.clock is None:
+            self.status_view.clock = clock
         self.max_fps = max_fps
         self.screen_index = screen_index
         self.key_handler = None
@@ -422,6 +424,9 @@ class PsychoPyUI(ParticipantUI):
 
     def show(self, screen: str, text: str, countdown_to: float | None = None) -> None:
         """Make `text` the current screen named `screen`; with `countdown_to` (session s) add a countdown."""
+        if screen != self._screen.name or countdown_to != self._screen.countdown_to:
+            self.status_view.update({"screen": screen})
+            self.status_view.set_countdown(screen, countdown_to)
         self._screen = _Screen(screen, text, countdown_to)
         if self.win is None:
             return

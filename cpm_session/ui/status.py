@@ -9,7 +9,8 @@ Known keys (anything else is shown as-is under "other"):
     countdowns ({label: seconds left}); thermode_c, thermode_target_c, bath_c (°C);
     bath_range ([min_c, max_c]: bath_c outside it is shown as a warning); pressure_kpa (kPa);
     last_rating (number or None, or {"phase", "trial", "value"}); warnings (list of str, replaces
-    the previous list); warning (one str; empty clears it); simulate (bool).
+    the previous list); warning (one str; empty clears it); simulate (bool); screen (what the
+    participant sees; set by the UI). `set_countdown(label, until)` adds a live countdown (with `clock`).
 
 The view never raises: with `enabled=False`, or when stdout is not a terminal, it only keeps the
 state (for `render()` and tests); any error from the terminal library disables the live panel.
@@ -27,6 +28,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from cpm_session.clock import Clock
 from cpm_session.ui.help import help_lines
 
 REFRESH_PER_SECOND = 4.0
@@ -37,6 +39,7 @@ TITLE = "cpm-session: staff view (the participant does not see this)"
 _KNOWN_KEYS = (
     "participant", "visit", "operator", "phase", "next_action", "t", "speed", "countdowns", "thermode_c",
     "thermode_target_c", "bath_c", "bath_range", "pressure_kpa", "last_rating", "warnings", "warning", "simulate",
+    "screen",
 )
 
 
@@ -63,11 +66,13 @@ class StatusView:
     """Keep the staff-facing state and, in a terminal, show it as a `rich.live.Live` panel."""
 
     def __init__(self, *, enabled: bool = True, console: Console | None = None,
-                 refresh_per_second: float = REFRESH_PER_SECOND) -> None:
+                 refresh_per_second: float = REFRESH_PER_SECOND, clock: Clock | None = None) -> None:
         self.enabled = enabled
         self.console = console
         self.refresh_per_second = refresh_per_second
+        self.clock = clock
         self.state: dict[str, Any] = {}
+        self._countdown: tuple[str, float] | None = None
         self._lock = threading.Lock()
         self._live: Live | None = None
 
@@ -121,6 +126,11 @@ class StatusView:
             except Exception:
                 self.stop()
 
+    def set_countdown(self, label: str | None, until: float | None) -> None:
+        """Show a live countdown `label` to session time `until` (needs `clock`); None clears it."""
+        with self._lock:
+            self._countdown = (str(label), float(until)) if label and until is not None else None
+
     def warnings(self) -> list[str]:
         """Return the warnings to show: the given ones plus a bath-out-of-range one if it applies."""
         with self._lock:
@@ -144,6 +154,13 @@ class StatusView:
         """Build the panel from the current state (also usable without a terminal, e.g. in tests). Never raises."""
         with self._lock:
             st = dict(self.state)
+            countdown = self._countdown
+        if countdown is not None and self.clock is not None:
+            try:
+                left = countdown[1] - self.clock.now()
+                st["countdowns"] = {**(st.get("countdowns") or {}), f"{countdown[0]} ends in": left}
+            except Exception:
+                pass
         try:
             return self._render(st)
         except Exception as e:  # odd values must not take the staff view (or the session) down
@@ -161,6 +178,8 @@ class StatusView:
             extra = f"  (x{speed:g})" if isinstance(speed, (int, float)) and speed != 1 else ""
             table.add_row("session time", _fmt_seconds(st["t"]) + extra)
         table.add_row("phase", Text(str(st.get("phase", "—")), style="bold"))
+        if st.get("screen"):
+            table.add_row("participant sees", str(st["screen"]))
         table.add_row("next action", Text(str(st.get("next_action") or "—"), style="bold yellow"))
         countdowns = st.get("countdowns")
         for label, left in (countdowns.items() if isinstance(countdowns, dict) else []):

@@ -30,6 +30,10 @@ class RealClock:
         self.speed = float(speed)
         self._t0 = time.perf_counter()
 
+    def restart(self) -> None:
+        """Make now() count from 0 again (called once the window is open, before the session starts)."""
+        self._t0 = time.perf_counter()
+
     def now(self) -> float:
         """Return session seconds since start."""
         return (time.perf_counter() - self._t0) * self.speed

@@ -859,6 +859,7 @@ class Engine:
         }
         if self.sim is not None:
             header["sim_truth"] = dataclasses.asdict(self.sim.truth)
+        self._open_ui()
         self.folder = SessionFolder.create(data_dir, participant, visit, header, self.clock.now, start=start_utc)
         self.log("session_start", **header, participant=participant, visit=visit)
         if deviation:
@@ -919,6 +920,13 @@ class Engine:
             self.ui.close()
         return self._finish(status, message)
 
+    def _open_ui(self) -> None:
+        """Open the participant screen first (it can take seconds), then start session time at 0."""
+        self.ui.open()
+        restart = getattr(self.clock, "restart", None) or getattr(getattr(self.clock, "base", None), "restart", None)
+        if restart is not None:
+            restart()
+
     def _enter(self, phase: str) -> None:
         prev = self.phase
         self.phase = phase
@@ -977,6 +985,7 @@ class Engine:
         except ValueError:
             gap_s = None
         self._preflight_questionnaires()
+        self._open_ui()
         self.folder = SessionFolder(session_dir, self.clock.now)
         self.phase = "resumed"
         self.log("resume_session", gap_wall_s=None if gap_s is None else round(gap_s, 3),

@@ -43,7 +43,9 @@ MOUSE_QUEUE_MAX = 2000
 SHOT_WRITER_JOIN_S = 10.0
 """close() waits at most this long for pending screenshots."""
 DEFAULT_MAX_FPS = 60.0
-"""Frame cap used only when flip() returns faster (no vsync, e.g. Xvfb); a 60 Hz display never waits here."""
+"""Frame cap for when flip() does not wait for the refresh (no vsync, e.g. Xvfb): without it the frame
+loop spins at 100 % CPU and starves the device threads. With vsync, flip() is the pacer."""
+PACE_MARGIN_S = 0.004
 
 TEXT_WRAP_FRACTION = 0.88      # wrap main text at this fraction of the window width
 TEXT_Y_WITH_COUNTDOWN = 0.15   # main text moves up when a countdown is shown
@@ -355,9 +357,12 @@ class PsychoPyUI(ParticipantUI):
         return self._deliver_keys()
 
     def _pace(self) -> None:
-        """Stand in for vsync when flip() does not block (Xvfb): keep at most `max_fps` frames per second."""
+        """Stand in for vsync when flip() does not block (Xvfb): keep at most about `max_fps` frames per second.
+
+        The wait ends PACE_MARGIN_S early, so on a display with vsync (where flip() itself blocks until
+        the refresh) it never makes a flip miss its refresh."""
         if self.max_fps:
-            wait = 1.0 / self.max_fps - (time.perf_counter() - self._last_flip)
+            wait = 1.0 / self.max_fps - PACE_MARGIN_S - (time.perf_counter() - self._last_flip)
             if wait > 0:
                 time.sleep(wait)
         self._last_flip = time.perf_counter()

@@ -329,3 +329,30 @@ def test_real_participant_needs_licensed_wording_before_anything_is_written(tmp_
         run_visit(load_protocol(THERMAL), load_station(SIM_STATION), data_dir=tmp_path, participant="P1",
                   visit="baseline", simulate=False)
     assert not any(tmp_path.iterdir())
+
+
+def test_resume_after_escape_in_cold_pressor_restarts_the_cpm_block(tmp_path: Path) -> None:
+    from cpm_session.engine import resume_visit
+
+    ref, _, _ = simulate(tmp_path / "ref", seed=6)
+    t_in = of(events(ref.session_dir), "cold_pressor_start")[0]["t"]
+    out, _, _ = simulate(tmp_path / "x", seed=6, keys=[("escape", t_in + 20.0)])
+    assert out.status == "aborted"
+    before = (out.session_dir / "events.jsonl").read_bytes()
+    done = resume_visit(out.session_dir)
+    assert done.status == "completed"
+    after = (out.session_dir / "events.jsonl").read_bytes()
+    assert after.startswith(before)
+    evs = events(out.session_dir)
+    res = of(evs, "resume_session")[0]
+    assert res["restart_phase"] == "ts_pre" and res["previous_status"] == "aborted"
+    assert res["kept_phases"] == ["welcome", "acclimatization", "calibration"]
+    # the calibrated intensity is kept; the TS ratings are those of the new, complete block
+    assert done.results["pain60_c"] == ref.results["pain60_c"]
+    new_pre = [e["rating"] for e in of(evs, "rating") if e["phase"] == "ts_pre" and e["seq"] > res["seq"]]
+    assert done.results["ts_pre_ratings"] == new_pre and len(new_pre) == 3
+    assert all(e["t"] > res["t"] - 1e-6 for e in evs[res["seq"]:])  # session time keeps increasing
+    header = json.loads((out.session_dir / "session.json").read_text())
+    assert header["status"] == "completed" and len(header["resumed"]) == 1
+    with pytest.raises(SessionError, match="already completed"):
+        resume_visit(out.session_dir)

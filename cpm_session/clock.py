@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -22,21 +23,26 @@ class Clock(Protocol):
 
 
 class RealClock:
-    """Wall time scaled by `speed` (1.0 for a real visit; >1 compresses a simulated visit)."""
+    """Wall time scaled by `speed` (1.0 for a real visit; >1 compresses a simulated visit).
 
-    def __init__(self, speed: float = 1.0) -> None:
+    `timer` is the monotonic time source in seconds: `time.perf_counter` by default, PsychoPy's
+    `psychopy.clock.getTime` when the participant screen is a PsychoPy window, so stimulus onsets and
+    rating times share one time base with the frames."""
+
+    def __init__(self, speed: float = 1.0, timer: Callable[[], float] = time.perf_counter) -> None:
         if speed <= 0:
             raise ValueError(f"speed must be > 0, got {speed}")
         self.speed = float(speed)
-        self._t0 = time.perf_counter()
+        self._timer = timer
+        self._t0 = timer()
 
     def restart(self) -> None:
         """Make now() count from 0 again (called once the window is open, before the session starts)."""
-        self._t0 = time.perf_counter()
+        self._t0 = self._timer()
 
     def now(self) -> float:
         """Return session seconds since start."""
-        return (time.perf_counter() - self._t0) * self.speed
+        return (self._timer() - self._t0) * self.speed
 
     def sleep(self, seconds: float) -> None:
         """Sleep `seconds` of session time (seconds / speed of wall time)."""

@@ -70,6 +70,10 @@ def make_clock(args: argparse.Namespace, emulated: bool):  # type: ignore[no-unt
         raise CpmError(f"--speed must be > 0, found {args.speed}")
     if args.ui == "headless" and args.speed is None and args._all_sim:
         return VirtualClock()
+    if args.ui == "psychopy":
+        from psychopy.clock import getTime  # one time base for frames, onsets and ratings
+
+        return RealClock(args.speed or 1.0, timer=getTime)
     return RealClock(args.speed or 1.0)
 
 

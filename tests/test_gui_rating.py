@@ -157,9 +157,13 @@ def test_time_out_gives_none_even_with_an_unconfirmed_value(ui: Any, screen: Scr
 
 def test_responder_places_the_marker_after_its_response_time(ui: Any) -> None:
     ui.clock = RealClock(5.0)
+    seen: list[str] = []
+    ui.on_prompt = lambda p, g: seen.append(ui.status_view.state["screen"])
     try:
         t0 = time.perf_counter()
         result = ui.rate(prompt(ui), lambda p: (37.5, 2.0))  # 2 session s = 0.4 wall s
+        assert seen == ["rating_heat (ts_pre #1)"]  # the staff view shows the prompt while it is up ...
+        assert ui.status_view.state["screen"] == ui._screen.name  # ... and the plain screen again after
         assert result.value == 37.5
         assert result.rt_s == pytest.approx(2.0, abs=0.3)
         assert time.perf_counter() - t0 < 1.5
@@ -167,6 +171,7 @@ def test_responder_places_the_marker_after_its_response_time(ui: Any) -> None:
         assert result.value is None
     finally:
         ui.clock = RealClock(1.0)
+        ui.on_prompt = None
 
 
 def test_a_pause_inside_a_rating_does_not_eat_the_answer_time(ui: Any, screen: Screen) -> None:

@@ -446,6 +446,11 @@ class PsychoPyUI(ParticipantUI):
         m.pos = (0, TEXT_Y_WITH_COUNTDOWN if countdown_to is not None else 0)
         self._fit(m, MAX_TEXT_H_WITH_COUNTDOWN if countdown_to is not None else MAX_TEXT_H)
 
+    def _restore_status(self) -> None:
+        """Point the staff view back at the plain screen after a rating or a choice."""
+        self.status_view.update({"screen": self._screen.name})
+        self.status_view.set_countdown(self._screen.name, self._screen.countdown_to)
+
     def _draw_screen(self) -> None:
         sc = self._screen
         if sc.text.strip() == "+":  # a fixation cross drawn exactly at the centre (a glyph sits off-centre)
@@ -583,6 +588,8 @@ class PsychoPyUI(ParticipantUI):
             self._frame(draw, name)  # the prompt is on screen from this flip on (rt starts here)
             start = self.clock.now()
             deadline = start + prompt.timeout_s
+            self.status_view.update({"screen": f"{name} ({prompt.phase} #{prompt.trial})"})
+            self.status_view.set_countdown("rating time-out", deadline)
             if self.on_prompt is not None:
                 self.on_prompt(prompt, geometry)
             if responder is not None:
@@ -640,8 +647,10 @@ class PsychoPyUI(ParticipantUI):
                 show_frames += 1
                 if handler_wall > 0 and math.isfinite(speed):
                     deadline += handler_wall * speed  # a pause or a note does not eat the answer time
+                    self.status_view.set_countdown("rating time-out", deadline)
         finally:
             self._active_view, self._active_name = self._draw_screen, self._screen.name
+            self._restore_status()
 
     # --- multiple choice --------------------------------------------------------------------------
     @staticmethod
@@ -741,6 +750,8 @@ class PsychoPyUI(ParticipantUI):
                 plan_at = start + CHOICE_RESPONDER_DELAY_S
         self._mouse.clear()
         chosen_wall: float | None = None
+        self.status_view.update({"screen": f"{layout_name}: {choice.question[:60]}"})
+        self.status_view.set_countdown("answer time-out" if math.isfinite(deadline) else None, deadline)
         try:
             while True:
                 now = self.clock.now()
@@ -769,6 +780,7 @@ class PsychoPyUI(ParticipantUI):
                 self._advance_virtual()
         finally:
             self._active_view, self._active_name = self._draw_screen, self._screen.name
+            self._restore_status()
 
     # --- staff text entry -------------------------------------------------------------------------
     def ask_text(self, title: str) -> str | None:

@@ -151,6 +151,7 @@ class PsychoPyUI(ParticipantUI):
         self.help_visible = False
         self.screens_saved: dict[str, Path] = {}
         self._screen = _Screen("blank", "", None)
+        self._screen_laid_out = False
         self._active_view: Callable[[], None] = self._draw_screen
         self._active_name = "blank"
         self._overlays: list[Callable[[], None]] = []
@@ -197,6 +198,8 @@ class PsychoPyUI(ParticipantUI):
                                    colorSpace="hex", autoLog=False)
                        for w, h in ((FIXATION_SIZE, FIXATION_LINE), (FIXATION_LINE, FIXATION_SIZE))]
         self._warm_up()
+        if self._screen.text:  # show() was called before open(): lay that screen out now
+            self.show(self._screen.name, self._screen.text, self._screen.countdown_to)
         self._last_flip = time.perf_counter()
         self.frame_s = 1.0 / (self.max_fps or 60.0)
         self.status_view.start()
@@ -429,10 +432,13 @@ class PsychoPyUI(ParticipantUI):
 
     def show(self, screen: str, text: str, countdown_to: float | None = None) -> None:
         """Make `text` the current screen named `screen`; with `countdown_to` (session s) add a countdown."""
-        if screen != self._screen.name or countdown_to != self._screen.countdown_to:
-            self.status_view.update({"screen": screen})
-            self.status_view.set_countdown(screen, countdown_to)
-        self._screen = _Screen(screen, text, countdown_to)
+        new = _Screen(screen, text, countdown_to)
+        if new == self._screen and self._screen_laid_out:
+            return  # an engine may call show() every frame: laying text out again costs milliseconds
+        self.status_view.update({"screen": screen})
+        self.status_view.set_countdown(screen, countdown_to)
+        self._screen = new
+        self._screen_laid_out = self.win is not None
         if self.win is None:
             return
         scale, role, bold = self._style(screen, text)

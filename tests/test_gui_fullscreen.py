@@ -21,6 +21,7 @@ def test_fullscreen_window_fills_the_screen(display: str) -> None:
     screen_w, screen_h = (int(v) for v in xdo("getdisplaygeometry").split())
     protocol = load_protocol(THERMAL)
     ui = PsychoPyUI(protocol, RealClock(1.0), fullscreen=True, status=StatusView(enabled=False))
+    ui.show("welcome", protocol.texts.welcome)  # before open(): laid out when the window opens
     ui.open()
     try:
         assert list(ui.win.size) == [screen_w, screen_h]
@@ -33,7 +34,7 @@ def test_fullscreen_window_fills_the_screen(display: str) -> None:
         assert left + right == pytest.approx(screen_w, abs=0.2)  # centred
         ui.clock = RealClock(50.0)
         assert ui.rate(prompt, lambda p: (20.0, 1.0)).value == 20.0
-        ui.show("welcome", t.welcome)
+        ui.show("welcome", t.welcome)  # unchanged since before open()
         ui.tick()
         shot = ARTIFACTS / "fullscreen_welcome.png"
         ui.screenshot(str(shot))

@@ -169,6 +169,7 @@ class Engine:
         self.outputs: dict[str, Any] = {}
         self.last_abort_t: float | None = None
         self.rating_count = 0
+        self.visit = self.participant = ""
 
     # ------------------------------------------------------------------ logging and status
     def log(self, event: str, **fields: Any) -> dict[str, Any]:
@@ -219,11 +220,20 @@ class Engine:
             else:
                 self.log("key_ignored", key="w", phase=self.phase, reason="no hand in the water")
         elif key == "n":
-            text = self.ui.ask_text("Note or adverse event (start with 'AE:' for an adverse event)")
-            if text:
-                self._record_note(text)
+            self._note_requested = True  # the note box opens at the next safe point (no heat, no hand in water)
         elif key == "h":
             pass  # the UI shows its help overlay itself
+
+    def _take_note(self) -> float:
+        """Open the staff note box (timers are held, like a pause); return the session seconds it took."""
+        self._note_requested = False
+        t0 = self.clock.now()
+        self._status(next_action="typing a note (Enter saves, Escape cancels)")
+        text = self.ui.ask_text("Note or adverse event (start with 'AE:' for an adverse event)")
+        if text:
+            self._record_note(text)
+        self._status(next_action="")
+        return self.clock.now() - t0
 
     def _record_note(self, text: str) -> None:
         """Log a staff note; 'AE: description; severity=...; serious=...' also records an adverse event."""
@@ -310,6 +320,9 @@ class Engine:
                 self._do_pause()
                 end += self._last_pause_s
             now = self.clock.now()
+            if self._note_requested and now >= self._stim_end and self._in_water_t is None:
+                end += self._take_note()
+                now = self.clock.now()
             self._sample(now)
             self._run_scheduled(now)
             if stop_when is not None and stop_when():
@@ -358,6 +371,7 @@ class Engine:
 
     _last_pause_s = 0.0
     _write_failed = False
+    _note_requested = False
     _resume_requested = False
     _skip_requested = False
 
@@ -833,7 +847,7 @@ class Engine:
         validate_participant_id(participant)
         validate_visit(visit, self.p.protocol.visits)
         self._preflight_questionnaires()  # a missing wording file stops us before anything is written
-        self.visit = visit
+        self.visit, self.participant = visit, participant
         self.baseline = None
         deviation = None
         if visit != self.p.protocol.baseline_visit:
@@ -923,6 +937,8 @@ class Engine:
     def _open_ui(self) -> None:
         """Open the participant screen first (it can take seconds), then start session time at 0."""
         self.ui.open()
+        self._status(participant=self.participant, visit=self.visit, operator=self.operator,
+                     bath_range=[self.p.cold_pressor.bath_min_c, self.p.cold_pressor.bath_max_c])
         restart = getattr(self.clock, "restart", None) or getattr(getattr(self.clock, "base", None), "restart", None)
         if restart is not None:
             restart()
@@ -963,7 +979,7 @@ class Engine:
     # ------------------------------------------------------------------ resume
     def resume(self, session_dir: Path, header: dict[str, Any], events: list[dict[str, Any]], reason: str = "") -> VisitOutcome:
         """Continue an interrupted session in the same folder from a safe point; record the gap."""
-        self.visit = header["visit"]
+        self.visit, self.participant = header["visit"], header["participant"]
         self.baseline = None
         if self.visit != self.p.protocol.baseline_visit:
             self.baseline = find_baseline(session_dir.parent.parent, header["participant"], self.p.protocol.baseline_visit)

@@ -138,8 +138,8 @@ def test_note_and_adverse_event_key_during_visit(tmp_path: Path) -> None:
                 "AE: dizziness after the cold pressor; severity=mild; serious=no; relatedness=possible; action=none; outcome=recovering",
                 "AE: headache"]
     ui.press("n", 100.0)
-    ui.press("n", 1060.0)
-    ui.press("n", 1070.0)
+    ui.press("n", 200.0)
+    ui.press("n", 300.0)
     out = run_visit(load_protocol(THERMAL), load_station(SIM_STATION), data_dir=tmp_path, participant="P777",
                     visit="baseline", ui=ui, clock=clock, operator="AB")
     evs = events(out.session_dir)
@@ -155,3 +155,31 @@ def test_note_and_adverse_event_key_during_visit(tmp_path: Path) -> None:
     listed = list_adverse_events(tmp_path, "P777")
     assert len(listed) == 1 and listed[0]["description"] == "dizziness after the cold pressor"
     assert listed[0]["operator"] == "AB"
+
+
+def test_note_key_waits_for_a_safe_point(tmp_path: Path) -> None:
+    """A note asked for during a heat stimulus or the immersion opens only once both are over."""
+    ref, _, _ = simulate(tmp_path / "ref", seed=8)
+    evs = events(ref.session_dir)
+    stim = [e for e in of(evs, "stimulus") if e["phase"] == "ts_pre"][0]
+    t_in = of(evs, "cold_pressor_start")[0]["t"]
+    from cpm_session.clock import VirtualClock
+    from cpm_session.engine import run_visit
+    from cpm_session.station import load_station
+    from cpm_session.ui.headless import HeadlessUI
+    from tests.conftest import SIM_STATION
+
+    clock = VirtualClock()
+    ui = HeadlessUI(clock)
+    ui.texts = ["during heat", "during immersion"]
+    ui.press("n", stim["onset_t"] + 1.0)
+    ui.press("n", t_in + 5.0)
+    out = run_visit(load_protocol(THERMAL), load_station(SIM_STATION), data_dir=tmp_path / "n", participant="P778",
+                    visit="baseline", ui=ui, clock=clock, seed=8)
+    evs2 = events(out.session_dir)
+    heat_note, water_note = of(evs2, "note")
+    stim2 = [e for e in of(evs2, "stimulus") if e["phase"] == "ts_pre"][0]
+    assert heat_note["t"] >= stim2["onset_t"] + stim2["duration_s"]  # after the plateau, not during it
+    end = of(evs2, "cold_pressor_end")[0]
+    assert water_note["t"] >= end["t"]
+    assert of(evs2, "cold_pressor_end")[0]["duration_s"] == pytest.approx(60.0, abs=0.2)

@@ -87,8 +87,10 @@ def make_ui(args: argparse.Namespace, protocol, clock):  # type: ignore[no-untyp
             raise CpmError("--ui headless needs --simulate: a real participant needs the rating screen")
         return HeadlessUI(clock)
     from cpm_session.ui.psychopy_ui import PsychoPyUI
+    from cpm_session.ui.status import StatusView
 
-    kwargs: dict[str, Any] = {"fullscreen": args.fullscreen or None}
+    kwargs: dict[str, Any] = {"fullscreen": args.fullscreen or None,
+                              "status": StatusView(enabled=not getattr(args, "no_status", False))}
     if args.screenshots:
         kwargs["screenshot_dir"] = Path(args.screenshots)
     ui = PsychoPyUI(protocol, clock, **kwargs)

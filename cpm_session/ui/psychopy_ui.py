@@ -775,7 +775,8 @@ class PsychoPyUI(ParticipantUI):
                 if state["chosen"] is not None:
                     if chosen_wall is None:
                         chosen_wall = time.perf_counter()
-                    elif time.perf_counter() - chosen_wall >= CHOICE_FEEDBACK_S:
+                    elif time.perf_counter() - chosen_wall >= (CHOICE_FEEDBACK_S if planned is None or state["chosen"] != planned
+                                                               else min(CHOICE_FEEDBACK_S, max(2 / 60, CHOICE_FEEDBACK_S / self.clock.speed))):
                         return int(state["chosen"])
                 elif now >= deadline:
                     return None

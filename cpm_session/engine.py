@@ -1000,6 +1000,10 @@ class Engine:
             gap_s = (utc_now() - last_wall).total_seconds()
         except ValueError:
             gap_s = None
+        if gap_s is not None and gap_s > self.p.resume.max_gap_s and not reason.strip():
+            raise SessionError(f"{session_dir} was interrupted {gap_s / 3600:.1f} h ago, more than the protocol's "
+                               f"resume.max_gap_s ({self.p.resume.max_gap_s / 3600:.1f} h); start a new session, "
+                               "or resume with --override-reason \"...\"")
         self._preflight_questionnaires()
         self._open_ui()
         self.folder = SessionFolder(session_dir, self.clock.now)

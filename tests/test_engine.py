@@ -356,3 +356,16 @@ def test_resume_after_escape_in_cold_pressor_restarts_the_cpm_block(tmp_path: Pa
     assert header["status"] == "completed" and len(header["resumed"]) == 1
     with pytest.raises(SessionError, match="already completed"):
         resume_visit(out.session_dir)
+
+
+def test_resume_refused_after_the_protocols_maximum_gap(tmp_path: Path, write_protocol) -> None:  # type: ignore[no-untyped-def]
+    from cpm_session.engine import resume_visit
+
+    p = write_protocol({"resume": {"max_gap_s": 0.5}})
+    out, _, _ = simulate(tmp_path, protocol=p, keys=[("escape", 700.0)])
+    time.sleep(1.0)
+    with pytest.raises(SessionError, match="max_gap_s"):
+        resume_visit(out.session_dir)
+    done = resume_visit(out.session_dir, override_reason="participant had to leave; came back next morning")
+    assert done.status == "completed"
+    assert of(events(out.session_dir), "resume_session")[0]["reason"].startswith("participant had to leave")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import tempfile
 import time
 import tracemalloc
@@ -70,9 +71,16 @@ def run(visits: int, data_dir: Path, *, trace: bool = True) -> LongRun:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--visits", type=int, default=20)
+    p.add_argument("--json", action="store_true")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         r = run(args.visits, Path(tmp))
+    if args.json:
+        print(json.dumps({"visits": args.visits, "wall_s": round(sum(r.wall_s), 1),
+                          "heap_growth_mb": round(r.growth(r.heap_mb), 3), "rss_growth_mb": round(r.growth(r.rss_mb), 2),
+                          "fds_first": r.fds[0], "fds_last": r.fds[-1], "ok": r.ok,
+                          "heap_limit_mb": HEAP_GROWTH_LIMIT_MB, "rss_limit_mb": RSS_GROWTH_LIMIT_MB}))
+        return
     print(f"{args.visits} visits back to back: {sum(r.wall_s):.1f} s")
     print(f"heap growth {r.growth(r.heap_mb):+.2f} MB (limit {HEAP_GROWTH_LIMIT_MB}), "
           f"RSS growth {r.growth(r.rss_mb):+.1f} MB (limit {RSS_GROWTH_LIMIT_MB}), "

@@ -1,0 +1,229 @@
+"""Run every benchmark, print ONE table of all figures and write it to benchmarks/results.md.
+
+Each benchmark runs as its own process (clean memory figures, no shared state); the ones that open a
+PsychoPy window run under `xvfb-run -a -s "-screen 0 1280x800x24"` when no display is set. A benchmark
+whose script is missing (another engineer's) or fails is listed as n/a with the reason.
+
+Run: `.venv/bin/python benchmarks/run.py [--quick] [--only onset estop ...]`
+(`--quick` uses fewer repetitions for a smoke run; results.md is written only for a full run
+unless `--write` is given.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RESULTS = HERE / "results.md"
+XVFB = ["xvfb-run", "-a", "-s", "-screen 0 1280x800x24"]
+
+
+@dataclass
+class Row:
+    """One line of the table."""
+
+    area: str
+    figure: str
+    value: str
+    requirement: str = ""
+    verdict: str = ""
+
+
+class BenchFailed(Exception):
+    """A benchmark script failed or is missing."""
+
+
+def call(script: str, *args: str, gui: bool = False, timeout: float = 1800) -> str:
+    """Run `benchmarks/<script> args` and return its stdout; raise BenchFailed with the reason."""
+    path = HERE / script
+    if not path.exists():
+        raise BenchFailed(f"{script} not found")
+    cmd = [sys.executable, str(path), *args]
+    if gui and not os.environ.get("DISPLAY"):
+        if shutil.which("xvfb-run") is None:
+            raise BenchFailed("no display and no xvfb-run")
+        cmd = [*XVFB, *cmd]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise BenchFailed(f"{script} exit {r.returncode}: {tail[0][:160]}")
+    return r.stdout
+
+
+def last_json(text: str) -> Any:
+    """Return the last JSON document printed (single-line or indented)."""
+    for start in [m.start() for m in re.finditer(r"^[\[{]", text, re.M)][::-1]:
+        try:
+            return json.loads(text[start:])
+        except json.JSONDecodeError:
+            continue
+    raise BenchFailed("no JSON in the output")
+
+
+def ok(cond: bool) -> str:
+    """Return the verdict word."""
+    return "PASS" if cond else "FAIL"
+
+
+# ---- one function per benchmark: returns its rows -------------------------------------------------
+
+def onset(quick: bool) -> list[Row]:
+    speed, visits = ("50", "1") if quick else ("10", "2")
+    r = last_json(call("bench_onset.py", "--speed", speed, "--visits", visits, "--json"))
+    where = f"{r['n']} stimuli, {r['visits']} visit(s) over a pty at speed {r['speed']:g}"
+    return [Row("timing", f"Stimulus onset error, planned → `L` byte at the thermode ({where})",
+                f"median {r['median_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, max {r['max_ms']:.2f} ms (wall)")]
+
+
+def estop(quick: bool) -> list[Row]:
+    r = last_json(call("bench_estop.py", "--n", "20" if quick else "100", "--json"))
+    return [Row("safety", f"Emergency stop: Escape key in the engine → `A` byte at the thermode ({r['n']} reps, "
+                          "half with a thermode query in flight)",
+                f"median {r['median_ms']:.3f} ms, worst {r['max_ms']:.3f} ms", f"< {r['limit_ms']:.0f} ms",
+                ok(r["max_ms"] < r["limit_ms"]))]
+
+
+def serial_latency(quick: bool) -> list[Row]:
+    n = "20" if quick else "100"
+    out = call("bench_serial_latency.py", "--n", n)
+    rows = []
+    for line in out.splitlines():
+        m = re.match(r"(.+?)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", line.strip())
+        if m and "->" in m.group(1):
+            rows.append(Row("timing", f"Driver `{m.group(1).strip()}` over a pty ({n} reps)",
+                            f"median {float(m.group(2)):.3f} ms, p99 {float(m.group(3)):.3f} ms, "
+                            f"max {float(m.group(4)):.3f} ms"))
+    if not rows:
+        raise BenchFailed("bench_serial_latency.py printed no figures")
+    return rows
+
+
+def rating_capture(quick: bool) -> list[Row]:
+    r = last_json(call("bench_rating_capture.py", "--n", "5" if quick else "20", gui=True))
+    c, ret = r["capture"], r["return"]
+    return [Row("timing", f"Rating capture in the PsychoPy window: mouse release → rating registered ({r['n']} ratings)",
+                f"median {c['median_ms']:.1f} ms, p95 {c['p95_ms']:.1f} ms, max {c['max_ms']:.1f} ms"),
+            Row("timing", "Rating capture: Confirm release → rate() returned",
+                f"median {ret['median_ms']:.1f} ms, max {ret['max_ms']:.1f} ms; rating error median "
+                f"{r['rating_error_points']['median']} points")]
+
+
+def startup(quick: bool) -> list[Row]:
+    rows = []
+    for r in last_json(call("bench_startup.py", "--json", gui=True, timeout=600)):
+        if r["ui"] == "psychopy":
+            rows += [Row("start-up", "Command → first phase, PsychoPy window (`cpm-session run --simulate --speed 100`)",
+                         f"{r['first_phase_s']:.2f} s"),
+                     Row("start-up", "Simulated visit at `--speed 100` with the real PsychoPy window: launch → exit "
+                                     "(session end)", f"{r['exit_s']:.1f} s ({r['session_end_s']:.1f} s)",
+                         f"< {r['limit_s']:.0f} s", ok(r["exit_s"] < r["limit_s"])),
+                     Row("memory", "Peak RSS of a visit, PsychoPy window", f"{r['peak_rss_mb']:.0f} MB")]
+        else:
+            rows += [Row("start-up", "Command → first phase, headless", f"{r['first_phase_s']:.2f} s"),
+                     Row("memory", "Peak RSS of a visit, headless", f"{r['peak_rss_mb']:.0f} MB")]
+    return rows
+
+
+def summarize(quick: bool) -> list[Row]:
+    n = "100" if quick else "500"
+    out = call("bench_summarize.py", "--n", n)
+    rows = []
+    for line in out.splitlines():
+        m = re.match(r"summarize (\d+) folders (.+?): ([\d.]+) s .*target < ([\d.]+) s", line)
+        if m:
+            took, target = float(m.group(3)), float(m.group(4))
+            rows.append(Row("analysis", f"`summarize` on {m.group(1)} sessions, {m.group(2)}", f"{took:.2f} s",
+                            f"< {target:.0f} s", ok(took < target)))
+    if not rows:
+        raise BenchFailed("bench_summarize.py printed no figures")
+    return rows
+
+
+def calibration(quick: bool) -> list[Row]:
+    r = last_json(call("bench_calibration.py", "--seeds", "5" if quick else "50", "--json"))
+    below = ", ".join(f"{c} {s:.0%}" for c, s in r["cells_below"].items()) or "none"
+    noise = ", ".join(f"{k} {v:.1%}" for k, v in r["per_noise"].items())
+    return [Row("calibration", f"Pain-60 found within ±0.5 °C ({r['n']} runs: seeds × true 42-49 °C × noise SD)",
+                f"{r['share_within']:.1%} ({noise}); cells below 90 %: {below}", "≥ 90 %",
+                ok(r["share_within"] >= r["required"])),
+            Row("calibration", "Highest temperature delivered vs cap", f"{r['max_delivered_c']:.1f} °C (cap {r['cap_c']:.1f})",
+                f"≤ {r['cap_c']:.1f} °C", ok(r["max_delivered_c"] <= r["cap_c"])),
+            Row("calibration", "Stimuli per calibration (mean); mean |error|",
+                f"{r['mean_stimuli']:.1f}; {r['mean_abs_error_c']:.3f} °C")]
+
+
+def durability(quick: bool) -> list[Row]:
+    r = last_json(call("bench_durability.py", "--kills", "6" if quick else "50", "--json"))
+    return [Row("durability", f"kill -9 at random moments then resume ({r['kills']} visits, {r['killed_mid_visit']} "
+                              f"killed mid-visit in {len(r['kill_phases'])} phases)",
+                f"{r['events_lost']} of {r['events_before_kill']} events lost; {r['resumed_completed']}/"
+                f"{r['killed_mid_visit']} completed; {r['verify_failures']} verify failures",
+                "0 lost, all complete",
+                ok(r["events_lost"] == 0 and r["resumed_completed"] == r["killed_mid_visit"]
+                   and r["verify_failures"] == 0))]
+
+
+def longrun(quick: bool) -> list[Row]:
+    r = last_json(call("bench_longrun.py", "--visits", "6" if quick else "20", "--json"))
+    return [Row("memory", f"{r['visits']} visits back to back in one process: growth after warm-up",
+                f"heap {r['heap_growth_mb']:+.2f} MB, RSS {r['rss_growth_mb']:+.1f} MB, fds {r['fds_first']}→{r['fds_last']}",
+                f"heap ≤ {r['heap_limit_mb']:g} MB, RSS ≤ {r['rss_limit_mb']:g} MB, fds flat", ok(r["ok"]))]
+
+
+BENCHES: dict[str, Callable[[bool], list[Row]]] = {
+    "onset": onset, "estop": estop, "serial": serial_latency, "rating": rating_capture, "startup": startup,
+    "summarize": summarize, "calibration": calibration, "durability": durability, "longrun": longrun,
+}
+
+
+def table(rows: list[Row]) -> str:
+    """Return the rows as a Markdown table."""
+    lines = ["| area | figure | value | requirement | verdict |", "|---|---|---|---|---|"]
+    lines += [f"| {r.area} | {r.figure} | {r.value} | {r.requirement or '—'} | {r.verdict or '—'} |" for r in rows]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="fewer repetitions (smoke run)")
+    p.add_argument("--only", nargs="+", choices=list(BENCHES), help="run only these")
+    p.add_argument("--write", action="store_true", help="write results.md even for --quick/--only")
+    args = p.parse_args()
+    rows: list[Row] = []
+    t0 = time.perf_counter()
+    for name, fn in BENCHES.items():
+        if args.only and name not in args.only:
+            continue
+        t = time.perf_counter()
+        try:
+            rows += fn(args.quick)
+        except (BenchFailed, subprocess.TimeoutExpired, KeyError, ValueError) as e:
+            rows.append(Row(name, f"{name} benchmark", f"n/a ({e})"))
+        print(f"[{name}: {time.perf_counter() - t:.0f} s]", file=sys.stderr, flush=True)
+    head = (f"Benchmarks of cpm-session, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}: "
+            f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()} "
+            f"{platform.release()}; took {time.perf_counter() - t0:.0f} s{' (quick)' if args.quick else ''}.")
+    text = f"# Benchmark results\n\n{head}\n\n{table(rows)}\n"
+    print(text)
+    if args.write or not (args.quick or args.only):
+        RESULTS.write_text(text, encoding="utf-8")
+        print(f"written to {RESULTS.relative_to(ROOT)}")
+    return 1 if any(r.verdict == "FAIL" for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -457,20 +457,21 @@ class Engine:
                  onset_error_s=round(onset - planned_t, 6))
         return onset, onset + took
 
-    def _ts_trial(self, phase: str, trial: int, planned_t: float, intensity: float) -> float | None:
-        """Cue, deliver the test stimulus at `planned_t`, fixate, then ask for its rating; repeat a missing one."""
-        ts = self.p.test_stimulus
-        thermal = self.p.protocol.ts_modality == "thermal"
+    def _ts_trial(self, phase: str, trial: int, planned_t: float, intensity: float, *,
+                  plateau_s: float | None = None, modality: str | None = None) -> float | None:
+        """Cue, deliver one stimulus at `planned_t`, fixate, then ask for its rating; repeat a missing one.
+
+        Defaults are the protocol's test stimulus (its modality and duration); calibration passes its own."""
+        plateau = self.p.test_stimulus.duration_s if plateau_s is None else plateau_s
+        thermal = (modality or self.p.protocol.ts_modality) == "thermal"
         value = None
         for attempt in range(1, self.p.ratings.max_attempts + 1):
             while True:
                 try:
                     self.ui.show("cue", self.p.texts.stimulus_coming)
                     self._wait(max(0.0, planned_t - self.clock.now()))
-                    if thermal:
-                        onset, back = self._heat(intensity, ts.duration_s, phase, trial, planned_t)
-                    else:
-                        onset, back = self._pressure(intensity, ts.duration_s, phase, trial, planned_t)
+                    deliver = self._heat if thermal else self._pressure
+                    onset, back = deliver(intensity, plateau, phase, trial, planned_t)
                     self.ui.show("fixation", self.p.texts.stimulus_on)
                     self._wait(max(0.0, back - self.clock.now()))
                     self._stim_end = -1.0
@@ -595,31 +596,10 @@ class Engine:
     def _cal_stimulus(self, phase: str, trial: int, temp: float) -> float | None:
         c = self.p.calibration
         planned = self.clock.now() + CUE_S
-        r = self._ts_like(phase, trial, planned, temp, c.stimulus_s)
+        r = self._ts_trial(phase, trial, planned, temp, plateau_s=c.stimulus_s, modality="thermal")
         self.ui.show("rest", self.p.texts.rest)
         self._wait(c.rest_s)
         return r
-
-    def _ts_like(self, phase: str, trial: int, planned: float, temp: float, plateau_s: float) -> float | None:
-        value = None
-        for attempt in range(1, self.p.ratings.max_attempts + 1):
-            while True:
-                try:
-                    self.ui.show("cue", self.p.texts.stimulus_coming)
-                    self._wait(max(0.0, planned - self.clock.now()))
-                    onset, back = self._heat(temp, plateau_s, phase, trial, planned)
-                    self.ui.show("fixation", self.p.texts.stimulus_on)
-                    self._wait(max(0.0, back - self.clock.now()))
-                    self._stim_end = -1.0
-                    break
-                except TrialInterrupted:
-                    self.log("trial_discarded", phase=phase, trial=trial, reason="paused during the stimulus")
-                    planned = self.clock.now() + CUE_S
-            value = self._rating(phase, trial, "heat", temp, "C", onset, planned, attempt=attempt)
-            if value is not None or not self.p.ratings.repeat_missing:
-                break
-            planned = self.clock.now() + CUE_S
-        return value
 
     def _calibrate_pressure(self) -> dict[str, Any]:
         c = self.p.calibration

@@ -247,3 +247,25 @@ def iter_session_dirs(data_dir: str | Path) -> Iterable[Path]:
     for p in sorted(root.glob("*/*")):
         if p.is_dir() and ((p / "session.json").exists() or (p / "events.jsonl").exists()):
             yield p
+
+
+def get_path(obj: dict[str, Any], parts: Iterable[str]) -> Any:
+    """Return `obj[a][b][c]` for `parts` (a, b, c), or None if a part is missing or not inside an object."""
+    cur: Any = obj
+    for part in parts:
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def set_path(obj: dict[str, Any], parts: list[str], value: Any) -> None:
+    """Set `obj[a][b][c] = value` for `parts` (a, b, c), replacing anything on the way that is not an object."""
+    cur = obj
+    for part in parts[:-1]:
+        nxt = cur.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            cur[part] = nxt
+        cur = nxt
+    cur[parts[-1]] = value

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cpm_session.datalog import GENESIS, EventLog, line_hash, write_json_atomic
+from cpm_session.datalog import GENESIS, EventLog, get_path, line_hash, set_path, write_json_atomic
 from cpm_session.errors import CpmError, SessionError
 
 SESSION_FILES = ("session.json", "events.jsonl", "ratings.csv", "devices.csv")
@@ -381,25 +381,12 @@ def _split(field_path: str) -> list[str]:
 
 def get_dotted(obj: dict[str, Any], field_path: str) -> Any:
     """Return the value at a dotted path (None if any part is missing)."""
-    cur: Any = obj
-    for part in _split(field_path):
-        if not isinstance(cur, dict) or part not in cur:
-            return None
-        cur = cur[part]
-    return cur
+    return get_path(obj, _split(field_path))
 
 
 def set_dotted(obj: dict[str, Any], field_path: str, value: Any) -> None:
     """Set the value at a dotted path, creating intermediate objects."""
-    parts = _split(field_path)
-    cur = obj
-    for part in parts[:-1]:
-        nxt = cur.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            cur[part] = nxt
-        cur = nxt
-    cur[parts[-1]] = value
+    set_path(obj, _split(field_path), value)
 
 
 def amendment_events(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

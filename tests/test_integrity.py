@@ -453,6 +453,27 @@ def test_apply_amendments_does_not_modify_its_input() -> None:
     assert [a["field"] for a in eff["amendments"]] == ["results.cs_rating_30s", "hand"]
 
 
+def test_dotted_paths_read_missing_as_none_and_set_through_non_objects() -> None:
+    from cpm_session.analysis.summarize import set_dotted as summarize_set_dotted
+    from cpm_session.integrity import get_dotted, set_dotted
+
+    header: dict[str, Any] = {"results": {"ts_pre": 40.0, "cs": None}, "visit": "baseline"}
+    assert get_dotted(header, "results.ts_pre") == 40.0
+    assert get_dotted(header, "results.missing") is None
+    assert get_dotted(header, "visit.x") is None  # through a string: None, not an error
+    assert get_dotted(header, "results.cs.x") is None
+    set_dotted(header, "visit.x", 1)  # a non-object on the way is replaced by an object
+    set_dotted(header, "a.b.c", 2)
+    assert header["visit"] == {"x": 1} and header["a"] == {"b": {"c": 2}}
+    with pytest.raises(IntegrityError, match="dotted path"):
+        set_dotted(header, "results.bad-name", 3)
+    with pytest.raises(IntegrityError, match="dotted path"):
+        get_dotted(header, "results..x")
+    rec: dict[str, Any] = {"results": 5}
+    summarize_set_dotted(rec, "results.bad-name", 3)  # summarize takes the path as it stands in the log
+    assert rec == {"results": {"bad-name": 3}}
+
+
 @pytest.mark.parametrize(("field", "value", "reason", "operator", "message"), [
     ("visit", "post", "", "AB", "needs a reason"),
     ("visit", "post", "   ", "AB", "needs a reason"),

@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from cpm_session.analysis.constants import DEFAULT_CPM_THRESHOLD_ABS, SIGN_TAG
-from cpm_session.datalog import file_sha256, iter_session_dirs, read_events
+from cpm_session.datalog import file_sha256, iter_session_dirs, read_events, set_path
 from cpm_session.errors import CpmError, SessionError
 
 BASE_COLUMNS = [
@@ -103,15 +103,7 @@ def _fields(ev: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- dotted paths
 def set_dotted(obj: dict[str, Any], path: str, value: Any) -> None:
     """Set `obj[a][b][c] = value` for `path` "a.b.c", creating dicts on the way."""
-    parts = path.split(".")
-    cur = obj
-    for p in parts[:-1]:
-        nxt = cur.get(p)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            cur[p] = nxt
-        cur = nxt
-    cur[parts[-1]] = value
+    set_path(obj, path.split("."), value)
 
 
 # ---------------------------------------------------------------------------------------------- protocol threshold

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cpm_session import __version__
+from cpm_session.datalog import get_path
 from cpm_session.export import (
     ExportError,
     SessionData,
@@ -227,16 +228,6 @@ def write_tsv(path: Path, columns: list[str], rows: list[list[str]]) -> None:
 def write_json(path: Path, obj: Any) -> None:
     """Write a JSON sidecar (UTF-8, indented)."""
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def get_path(obj: dict[str, Any], dotted: str) -> Any:
-    """Return the value at a dotted path, or None."""
-    cur: Any = obj
-    for part in dotted.split("."):
-        if not isinstance(cur, dict):
-            return None
-        cur = cur.get(part)
-    return cur
 
 
 def acq_time(start_utc: Any) -> str:
@@ -486,7 +477,7 @@ def export_bids(data_dir: str | Path, out_dir: str | Path, *, include_unverified
                 elif name == "amendments":
                     row.append(cell(amendment_text(s.header.get("amendments") or [])))
                 else:
-                    row.append(cell(get_path(s.header, dotted)))
+                    row.append(cell(get_path(s.header, dotted.split("."))))
             ses_rows.setdefault(sub, []).append(row)
     ses_cols = ["session_id", "acq_time"] + [name for name, _, _ in SESSION_COLUMNS]
     ses_side: dict[str, Any] = {

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cpm_session.datalog import get_path
 from cpm_session.export import (
     ExportError,
     SessionData,
@@ -170,15 +171,6 @@ def _clean_label(text: str) -> str:
     return " ".join(text.replace("|", "/").split())
 
 
-def _get(obj: dict[str, Any], dotted: str) -> Any:
-    cur: Any = obj
-    for part in dotted.split("."):
-        if not isinstance(cur, dict):
-            return None
-        cur = cur.get(part)
-    return cur
-
-
 # --------------------------------------------------------------------------------------------- dictionary
 
 
@@ -189,7 +181,7 @@ def _session_fields(used: set[str], study: Study) -> list[Field]:
         return redcap_name(x, used)
 
     def cat(name: str, path: str, label: str) -> Field:
-        observed = {str(v) for s in study.sessions for v in [_get(s.header, path)] if v not in (None, "")}
+        observed = {str(v) for s in study.sessions for v in [get_path(s.header, path.split("."))] if v not in (None, "")}
         values = KNOWN_CHOICES[name] + sorted(observed - set(KNOWN_CHOICES[name]))
         if not all(CODE_PATTERN.fullmatch(v) for v in values):  # not codable: keep the text as it is
             return Field(n(name), f, "text", label, path, note="one of: " + ", ".join(values))

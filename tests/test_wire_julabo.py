@@ -83,3 +83,15 @@ def test_any_bytes_give_value_or_device_error(data):
             dec(data)
         except DeviceError:
             pass
+
+
+@pytest.mark.parametrize(("reply", "detail"), [
+    (b"-08 INVALID COMMAND\r\n", "Julabo error -08 INVALID COMMAND"),
+    (b"\x00\x00\r\n", "empty or unprintable version"),
+])
+def test_version_reply_errors_name_the_reason(reply: bytes, detail: str) -> None:
+    with pytest.raises(WireError) as exc:
+        j.decode_version(reply)
+    assert exc.value.detail == detail
+    with pytest.raises(ValueError, match="bad Julabo command"):
+        j.encode("IN_PV_00\r")

@@ -58,3 +58,11 @@ def test_any_bytes_give_value_or_device_error(data):
             dec(data)
         except DeviceError:
             pass
+
+
+@pytest.mark.parametrize(("reply", "detail"), [(b"ERR_3\r\n", "Lauda error ERR_3"), (b"err7\r\n", "Lauda error ERR_7"),
+                                               (b"\r\n", "empty or unprintable type")])
+def test_type_reply_errors_name_the_reason(reply: bytes, detail: str) -> None:
+    with pytest.raises(WireError) as exc:
+        la.decode_type(reply)
+    assert exc.value.detail == detail

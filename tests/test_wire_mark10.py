@@ -56,3 +56,18 @@ def test_any_bytes(data):
         m.decode_reading(data)
     except DeviceError:
         pass
+
+
+@pytest.mark.parametrize(("reply", "expected"), [(b"12.5\r\n", m.Reading(12.5, "")), (b"- 1.5 kgF\r\n", m.Reading(-1.5, "kgF"))])
+def test_reading_without_unit_and_with_spaced_sign(reply: bytes, expected: m.Reading) -> None:
+    assert m.decode_reading(reply) == expected
+
+
+def test_bad_readings_name_the_reason() -> None:
+    with pytest.raises(WireError) as exc:
+        m.decode_reading(b"4.285 stone\r\n")
+    assert exc.value.detail == "unknown unit 'stone'"
+    with pytest.raises(WireError) as exc:
+        m.decode_reading(b"N 4.285\r\n")
+    assert exc.value.detail == "not a Mark-10 reading (value, unit)"
+    assert m.decode_error(b"\xff*10\r\n") is None  # not text: not an error reply

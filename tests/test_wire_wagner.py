@@ -65,3 +65,11 @@ def test_any_bytes(data):
         wg.decode_reading(data)
     except DeviceError:
         pass
+
+
+@pytest.mark.parametrize(("reply", "detail"), [(b"- 23.02 furlong\r\n", "unknown unit 'furlong'"),
+                                               (b"23.02\r\n", "not a Wagner reading (sign, value, unit)")])
+def test_bad_readings_name_the_reason(reply: bytes, detail: str) -> None:
+    with pytest.raises(WireError) as exc:
+        wg.decode_reading(reply)
+    assert exc.value.detail == detail

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
 from cpm_session.errors import DeviceError
 
@@ -31,6 +32,41 @@ def clean_line(msg: bytes) -> str:
         raise WireError("reply is not ASCII text", msg) from None
 
 
+def clean_line_or_none(msg: bytes) -> str | None:
+    """Return `msg` as `clean_line` does, or None when it is not ASCII text (a line that carries nothing)."""
+    try:
+        return clean_line(msg)
+    except WireError:
+        return None
+
+
+def reply_text(msg: bytes, error: re.Pattern[str], message: str) -> str:
+    """Return the cleaned reply `msg`; raise WireError if it is the device's error reply.
+
+    A reply matching `error` raises ``WireError(message.format(*groups))``: Julabo's `-08 INVALID COMMAND`
+    with message ``"Julabo error -{} {}"`` becomes "Julabo error -08 INVALID COMMAND".
+    """
+    text = clean_line(msg)
+    m = error.match(text)
+    if m:
+        raise WireError(message.format(*m.groups()), msg)
+    return text
+
+
+def printable_text(text: str, msg: bytes, what: str) -> str:
+    """Return `text` if it is non-empty printable text (an identity reply), else raise WireError naming `what`."""
+    if not text or not text.isprintable():
+        raise WireError(f"empty or unprintable {what}", msg)
+    return text
+
+
+def encode_line(command: str, terminator: bytes, what: str) -> bytes:
+    """Return `command` as ASCII bytes plus `terminator`; ValueError (naming `what`) if empty, non-ASCII or multi-line."""
+    if not command or not command.isascii() or any(c in command for c in "\r\n"):
+        raise ValueError(f"bad {what} {command!r}")
+    return command.encode("ascii") + terminator
+
+
 _FLOAT = re.compile(r"^[+-]?\s*(\d+(\.\d*)?|\.\d+)$")
 
 
@@ -43,6 +79,29 @@ def parse_number(text: str, msg: bytes | str) -> float:
     if not math.isfinite(value):  # pragma: no cover - the regex admits only digits
         raise WireError("not a finite number", msg)
     return value
+
+
+@dataclass(frozen=True)
+class GaugeReading:
+    """A force/pressure gauge reading in the gauge's own unit ('' when the gauge is set to omit units)."""
+
+    value: float
+    unit: str
+
+
+def decode_gauge_reading(text: str, pattern: re.Pattern[str], msg: bytes, not_a_reading: str) -> GaugeReading:
+    """Decode a gauge reading `text` with `pattern`, whose groups are sign, digits and unit (unit optional).
+
+    No match raises WireError(`not_a_reading`); a unit this program does not convert raises WireError.
+    """
+    m = pattern.match(text)
+    if not m:
+        raise WireError(not_a_reading, msg)
+    unit = m.group(3) or ""
+    if unit and not is_known_unit(unit):
+        raise WireError(f"unknown unit {unit!r}", msg)
+    value = parse_number(m.group(2), msg)
+    return GaugeReading(-value if m.group(1) == "-" else value, unit)
 
 
 # ---- force units (algometers) -------------------------------------------------------------

@@ -12,7 +12,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from cpm_session.devices.wire import WireError, clean_line, parse_number
+from cpm_session.devices.wire import WireError, encode_line, parse_number, printable_text, reply_text
 
 MIN_COMMAND_INTERVAL_S = 0.25
 """The unit's requirement: at least this long between two commands."""
@@ -35,9 +35,7 @@ _STATUS = re.compile(r"^(-?\d{2,3})\s+(\S.*)$")
 
 def encode(command: str, terminator: bytes = b"\r") -> bytes:
     """Return `command` as bytes with the unit's terminator."""
-    if not command or not command.isascii() or any(c in command for c in "\r\n"):
-        raise ValueError(f"bad Julabo command {command!r}")
-    return command.encode("ascii") + terminator
+    return encode_line(command, terminator, "Julabo command")
 
 
 def encode_setpoint(setpoint_c: float, terminator: bytes = b"\r") -> bytes:
@@ -52,17 +50,14 @@ def encode_start(running: bool, terminator: bytes = b"\r") -> bytes:
     return encode(f"OUT_MODE_05 {1 if running else 0}", terminator)
 
 
-def _check_error(text: str, msg: bytes) -> None:
-    m = _ERROR.match(text)
-    if m:
-        raise WireError(f"Julabo error -{m.group(1)} {m.group(2)}", msg)
+def _reply(msg: bytes) -> str:
+    """Return the cleaned reply; a negative code (`-08 INVALID COMMAND`) raises WireError."""
+    return reply_text(msg, _ERROR, "Julabo error -{} {}")
 
 
 def decode_float(msg: bytes) -> float:
     """Decode a numeric reply (`3.05`, `-1.20`); `-08 INVALID COMMAND` raises WireError."""
-    text = clean_line(msg)
-    _check_error(text, msg)
-    return parse_number(text, msg)
+    return parse_number(_reply(msg), msg)
 
 
 @dataclass(frozen=True)
@@ -75,8 +70,7 @@ class Status:
 
 def decode_status(msg: bytes) -> Status:
     """Decode `03 REMOTE START`; a negative code (`-08 INVALID COMMAND`) raises WireError."""
-    text = clean_line(msg)
-    _check_error(text, msg)
+    text = _reply(msg)
     m = _STATUS.match(text)
     if not m:
         raise WireError("status must be a code and a text, e.g. '03 REMOTE START'", msg)
@@ -85,8 +79,7 @@ def decode_status(msg: bytes) -> Status:
 
 def decode_running(msg: bytes) -> bool:
     """Decode the `IN_MODE_05` reply: `1` running, `0` stopped."""
-    text = clean_line(msg)
-    _check_error(text, msg)
+    text = _reply(msg)
     if text not in ("0", "1"):
         raise WireError("running state must be 0 or 1", msg)
     return text == "1"
@@ -94,8 +87,4 @@ def decode_running(msg: bytes) -> bool:
 
 def decode_version(msg: bytes) -> str:
     """Decode the `VERSION` reply (any printable text naming the unit)."""
-    text = clean_line(msg)
-    _check_error(text, msg)
-    if not text or not text.isprintable():
-        raise WireError("empty or unprintable version", msg)
-    return text
+    return printable_text(_reply(msg), msg, "version")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 
-from cpm_session.devices.wire import WireError, clean_line, parse_number
+from cpm_session.devices.wire import WireError, encode_line, parse_number, printable_text, reply_text
 
 MIN_COMMAND_INTERVAL_S = 0.25
 SPACING_MARGIN_S = 0.03
@@ -25,9 +25,7 @@ _ERR = re.compile(r"^ERR_?(\d+)$", re.IGNORECASE)
 
 def encode(command: str) -> bytes:
     """Return `command` as bytes with CR LF."""
-    if not command or not command.isascii() or any(c in command for c in "\r\n"):
-        raise ValueError(f"bad Lauda command {command!r}")
-    return command.encode("ascii") + TERMINATOR
+    return encode_line(command, TERMINATOR, "Lauda command")
 
 
 def encode_setpoint(setpoint_c: float) -> bytes:
@@ -38,31 +36,23 @@ def encode_setpoint(setpoint_c: float) -> bytes:
     return encode(f"OUT_SP_00_{sign}{abs(setpoint_c):06.2f}")
 
 
-def _check_error(text: str, msg: bytes) -> None:
-    m = _ERR.match(text)
-    if m:
-        raise WireError(f"Lauda error ERR_{m.group(1)}", msg)
+def _reply(msg: bytes) -> str:
+    """Return the cleaned reply; `ERR_n` raises WireError."""
+    return reply_text(msg, _ERR, "Lauda error ERR_{}")
 
 
 def decode_float(msg: bytes) -> float:
     """Decode a numeric reply (`003.05`, `-1.20`); `ERR_n` raises WireError."""
-    text = clean_line(msg)
-    _check_error(text, msg)
-    return parse_number(text, msg)
+    return parse_number(_reply(msg), msg)
 
 
 def decode_ok(msg: bytes) -> None:
     """Accept `OK`; `ERR_n` or anything else raises WireError."""
-    text = clean_line(msg)
-    _check_error(text, msg)
+    text = _reply(msg)
     if text.upper() != "OK":
         raise WireError("expected OK", msg)
 
 
 def decode_type(msg: bytes) -> str:
     """Decode the `TYPE` reply (printable text)."""
-    text = clean_line(msg)
-    _check_error(text, msg)
-    if not text or not text.isprintable():
-        raise WireError("empty or unprintable type", msg)
-    return text
+    return printable_text(_reply(msg), msg, "type")

@@ -8,9 +8,15 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-from cpm_session.devices.wire import WireError, clean_line, is_known_unit, parse_number
+from cpm_session.devices.wire import (
+    GaugeReading,
+    WireError,
+    clean_line,
+    clean_line_or_none,
+    decode_gauge_reading,
+    encode_line,
+)
 
 TERMINATOR = b"\r\n"
 READ = "?"
@@ -26,28 +32,19 @@ _ERROR = re.compile(r"^\*(\d{1,3})$")
 _READING = re.compile(r"^([+-]?)\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]+)?$")
 
 
-@dataclass(frozen=True)
-class Reading:
-    """A gauge reading in the gauge's own unit ('' when the gauge is set to omit units)."""
-
-    value: float
-    unit: str
+Reading = GaugeReading
+"""A gauge reading in the gauge's own unit ('' when the gauge is set to omit units)."""
 
 
 def encode(command: str) -> bytes:
     """Return `command` + CR LF."""
-    if not command or not command.isascii() or any(c in command for c in "\r\n"):
-        raise ValueError(f"bad Mark-10 command {command!r}")
-    return command.encode("ascii") + TERMINATOR
+    return encode_line(command, TERMINATOR, "Mark-10 command")
 
 
 def decode_error(msg: bytes) -> int | None:
     """Return the error code if `msg` is an error reply (`*10`), else None."""
-    try:
-        text = clean_line(msg)
-    except WireError:
-        return None
-    m = _ERROR.match(text)
+    text = clean_line_or_none(msg)
+    m = _ERROR.match(text) if text is not None else None
     return int(m.group(1)) if m else None
 
 
@@ -57,14 +54,7 @@ def decode_reading(msg: bytes) -> Reading:
     code = decode_error(msg)
     if code is not None:
         raise WireError(f"Mark-10 error *{code} ({ERROR_TEXT.get(code, 'unknown error')})", msg)
-    m = _READING.match(text)
-    if not m:
-        raise WireError("not a Mark-10 reading (value, unit)", msg)
-    unit = m.group(3) or ""
-    if unit and not is_known_unit(unit):
-        raise WireError(f"unknown unit {unit!r}", msg)
-    value = parse_number(m.group(2), msg)
-    return Reading(-value if m.group(1) == "-" else value, unit)
+    return decode_gauge_reading(text, _READING, msg, "not a Mark-10 reading (value, unit)")
 
 
 def encode_reading(value: float, unit: str = "N") -> bytes:

@@ -17,7 +17,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from cpm_session.devices.wire import WireError, clean_line
+from cpm_session.devices.wire import WireError, clean_line, clean_line_or_none
 
 N_ZONES = 5
 NEUTRAL_RANGE_C = (20.0, 45.0)
@@ -194,9 +194,8 @@ _HELP_FIELD = re.compile(r"^\s*(Firmware|Probe ID|Probe TYPE)\s*:\s*(.*?)\s*$", 
 
 def decode_help_field(msg: bytes) -> tuple[str, str] | None:
     """Return ('firmware'|'probe_id'|'probe_type', value) for a help line carrying one, else None."""
-    try:
-        text = clean_line(msg)
-    except WireError:
+    text = clean_line_or_none(msg)
+    if text is None:
         return None
     m = _HELP_FIELD.match(text)
     if not m:
@@ -212,9 +211,8 @@ _N = re.compile(r"(?<![A-Za-z])N\s*(\d{3})\b")
 
 def decode_max_temp(msg: bytes) -> float | None:
     """Return the device maximum (°C) if the parameter line `msg` carries it (`Om490` or `max temp: 49.0`)."""
-    try:
-        text = clean_line(msg)
-    except WireError:
+    text = clean_line_or_none(msg)
+    if text is None:
         return None
     m = _OM.search(text)
     if m:
@@ -227,9 +225,8 @@ def decode_max_temp(msg: bytes) -> float | None:
 
 def decode_neutral_param(msg: bytes) -> float | None:
     """Return the neutral temperature (°C) if the parameter line `msg` carries `Nxxx`, else None."""
-    try:
-        text = clean_line(msg)
-    except WireError:
+    text = clean_line_or_none(msg)
+    if text is None:
         return None
     m = _N.search(text)
     return int(m.group(1)) / 10 if m else None

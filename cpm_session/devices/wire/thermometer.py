@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from cpm_session.devices.wire import WireError, parse_number
+from cpm_session.devices.wire import WireError, encode_line, parse_number
 
 DEFAULT_QUERY = "?"
 TERMINATOR = b"\r\n"
@@ -17,9 +17,7 @@ _READING = re.compile(r"^\s*(?:T\s*=\s*)?([+-]?\s*(?:\d+(?:\.\d*)?|\.\d+))\s*(?:
 
 def encode_query(query: str = DEFAULT_QUERY) -> bytes:
     """Return the query line."""
-    if not query or not query.isascii() or any(c in query for c in "\r\n"):
-        raise ValueError(f"bad thermometer query {query!r}")
-    return query.encode("ascii") + TERMINATOR
+    return encode_line(query, TERMINATOR, "thermometer query")
 
 
 def decode_temperature(msg: bytes) -> float:

@@ -8,9 +8,8 @@ and stopped with `CE` (CR-ended). Zeroing is done with the gauge's ZERO key (no 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-from cpm_session.devices.wire import WireError, clean_line, is_known_unit, parse_number
+from cpm_session.devices.wire import GaugeReading, clean_line, decode_gauge_reading
 
 QUERY = b"?\r\n"
 START_STREAM = b"CB\r"
@@ -20,24 +19,13 @@ DEFAULT_BAUDRATE = 9600
 _READING = re.compile(r"^([+-]?)\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z/]+)$")
 
 
-@dataclass(frozen=True)
-class Reading:
-    """A gauge reading in the gauge's own unit."""
-
-    value: float
-    unit: str
+Reading = GaugeReading
+"""A gauge reading in the gauge's own unit."""
 
 
 def decode_reading(msg: bytes) -> Reading:
     """Decode `- 23.02 lbf`, `23.02 lbf` or `+1.5 N`; an unknown unit raises WireError."""
-    text = clean_line(msg)
-    m = _READING.match(text)
-    if not m:
-        raise WireError("not a Wagner reading (sign, value, unit)", msg)
-    if not is_known_unit(m.group(3)):
-        raise WireError(f"unknown unit {m.group(3)!r}", msg)
-    value = parse_number(m.group(2), msg)
-    return Reading(-value if m.group(1) == "-" else value, m.group(3))
+    return decode_gauge_reading(clean_line(msg), _READING, msg, "not a Wagner reading (sign, value, unit)")
 
 
 def encode_reading(value: float, unit: str = "lbf") -> bytes:

@@ -190,3 +190,19 @@ def test_disk_full_via_the_command_line_is_a_message_not_a_traceback(tiny_fs: Pa
     text = " ".join(r.stdout.split())
     assert "No space left on device" in text and "thermode was sent to neutral" in text
     assert "cpm-session resume" in text
+
+
+def test_after_the_disk_is_freed_the_visit_resumes_and_verifies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cpm_session.engine import resume_visit
+    from cpm_session.integrity import verify_session_report
+
+    _fill_after(monkeypatch, 40)
+    out, _, _ = simulate(tmp_path)
+    assert out.status == "aborted"
+    before = (out.session_dir / "events.jsonl").read_bytes()
+    monkeypatch.undo()  # space again
+    done = resume_visit(out.session_dir)
+    assert done.status == "completed" and done.results["cpm_abs"] is not None
+    assert (out.session_dir / "events.jsonl").read_bytes().startswith(before)
+    report = verify_session_report(out.session_dir)
+    assert report.ok, report.problems

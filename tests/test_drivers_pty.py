@@ -222,6 +222,22 @@ def test_lauda_driver():
         emu.stop()
 
 
+def test_set_point_not_taken_is_a_device_error_naming_the_command():
+    emu = BathEmulator(model="julabo", start_c=3.0).start()
+    try:
+        dev = open_real("bath", RoleConfig(model="julabo", port=emu.port), cap_c=CAP_C, neutral_c=NEUTRAL_C,
+                        clock=RealClock())
+        dev.connect()
+        emu.ignore_next(1)  # OUT_SP_00 is dropped; IN_SP_00 still answers 3.00
+        with pytest.raises(DeviceError, match=r"set point read back as 3\.0, expected 5\.00") as ei:
+            dev.set_setpoint(5.0)
+        assert (ei.value.role, ei.value.port, ei.value.command) == ("bath", emu.port, "OUT_SP_00 5.00")
+        assert dev.set_setpoint(3.005) == 3.0  # within 0.01 °C of what was sent: accepted
+        dev.close()
+    finally:
+        emu.stop()
+
+
 def test_serial_thermometer_driver():
     emu = BathEmulator(model="serial-thermometer", start_c=-0.4).start()
     try:

@@ -30,6 +30,18 @@ def wait_for(pred, timeout=3.0):
     return pred()
 
 
+def open_on(role, emu, **cfg):
+    """Open the real driver for `role` (RoleConfig fields in `cfg`) on the emulator's pty, on the wall clock."""
+    return open_real(role, RoleConfig(port=emu.port, **cfg), cap_c=CAP_C, neutral_c=NEUTRAL_C, clock=RealClock())
+
+
+def reply_late(emu, data, after_s):
+    """Silence the emulator and have `data` arrive `after_s` later instead of its own replies."""
+    emu.set_silent(True)
+    time.sleep(0.3)  # past the bath's 280 ms command spacing, so the next query goes out at once
+    threading.Timer(after_s, lambda: emu.inject_garbage(data)).start()
+
+
 def connected_tcs(speed=10.0, timeout_s=0.3):
     emu = TcsEmulator(speed=speed).start()
     dev = open_real("thermode", RoleConfig(model="tcs2", port=emu.port, timeout_s=timeout_s), cap_c=CAP_C,
@@ -100,91 +112,63 @@ def test_stale_stream_makes_read_ask_and_time_out():
 
 
 def test_garbage_instead_of_a_reply_is_a_device_error_with_what_came_back():
-    emu = BathEmulator(model="julabo").start()
-    try:
-        dev = open_real("bath", RoleConfig(model="julabo", port=emu.port, timeout_s=0.5), cap_c=CAP_C,
-                        neutral_c=NEUTRAL_C, clock=RealClock())
+    with BathEmulator(model="julabo") as emu:
+        dev = open_on("bath", emu, model="julabo", timeout_s=0.5)
         dev.connect()
-        emu.set_silent(True)
-        time.sleep(0.3)
-        threading.Timer(0.35, lambda: emu.inject_garbage(b"#$%!\r\n")).start()
+        reply_late(emu, b"#$%!\r\n", after_s=0.35)
         with pytest.raises(DeviceError) as ei:
             dev.read_c()
         e = ei.value
         assert not isinstance(e, DeviceTimeout)
         assert e.command == "IN_PV_00" and e.reply == b"#$%!" and "not a number" in str(e)
         dev.close()
-    finally:
-        emu.stop()
 
 
 def test_partial_reply_is_a_timeout_showing_the_fragment():
-    emu = BathEmulator(model="julabo").start()
-    try:
-        dev = open_real("bath", RoleConfig(model="julabo", port=emu.port, timeout_s=0.4), cap_c=CAP_C,
-                        neutral_c=NEUTRAL_C, clock=RealClock())
+    with BathEmulator(model="julabo") as emu:
+        dev = open_on("bath", emu, model="julabo", timeout_s=0.4)
         dev.connect()
-        emu.set_silent(True)
-        time.sleep(0.3)
-        threading.Timer(0.3, lambda: emu.inject_garbage(b"3.0")).start()
+        reply_late(emu, b"3.0", after_s=0.3)
         with pytest.raises(DeviceTimeout, match="incomplete reply") as ei:
             dev.read_c()
         assert ei.value.reply == b"3.0"
         dev.close()
-    finally:
-        emu.stop()
 
 
 def test_ignored_command_is_a_timeout():
-    emu = AlgometerEmulator(model="mark10", auto_press=False).start()
-    try:
-        dev = open_real("algometer", RoleConfig(model="mark10", port=emu.port, timeout_s=0.3), cap_c=CAP_C,
-                        neutral_c=NEUTRAL_C, clock=RealClock())
+    with AlgometerEmulator(model="mark10", auto_press=False) as emu:
+        dev = open_on("algometer", emu, model="mark10", timeout_s=0.3)
         dev.connect()
         emu.ignore_next(1)
         with pytest.raises(DeviceTimeout, match="command '\\?C'"):
             dev.peak_kpa()
         assert dev.read_kpa() == pytest.approx(0.0)  # the next command works again
         dev.close()
-    finally:
-        emu.stop()
 
 
 def test_device_error_replies_are_reported():
-    emu = BathEmulator(model="julabo").start()
-    try:
-        dev = open_real("bath", RoleConfig(model="julabo", port=emu.port), cap_c=CAP_C, neutral_c=NEUTRAL_C,
-                        clock=RealClock())
+    with BathEmulator(model="julabo") as emu:
+        dev = open_on("bath", emu, model="julabo")
         dev.connect()
         with pytest.raises(DeviceError, match="-08 INVALID COMMAND") as ei:
             dev._ask("IN_XX_99", julabo.decode_float)
         assert ei.value.command == "IN_XX_99"
         dev.close()
-    finally:
-        emu.stop()
-    emu = AlgometerEmulator(model="mark10", auto_press=False).start()
-    try:
-        dev = open_real("algometer", RoleConfig(model="mark10", port=emu.port), cap_c=CAP_C, neutral_c=NEUTRAL_C,
-                        clock=RealClock())
+    with AlgometerEmulator(model="mark10", auto_press=False) as emu:
+        dev = open_on("algometer", emu, model="mark10")
         dev.connect()
         with pytest.raises(DeviceError, match=r"\*10 \(illegal command\)"):
             dev._command("XYZ")
         dev.close()
-    finally:
-        emu.stop()
 
 
 def test_bath_forced_out_of_range_is_read_as_such():
-    emu = BathEmulator(model="lauda", start_c=2.5).start()
-    try:
-        dev = open_real("bath", RoleConfig(model="lauda", port=emu.port), cap_c=CAP_C, neutral_c=NEUTRAL_C,
-                        clock=RealClock())
+    with BathEmulator(model="lauda", start_c=2.5) as emu:
+        dev = open_on("bath", emu, model="lauda")
         dev.connect()
         emu.force_temperature(9.5)
         assert dev.read_c() == pytest.approx(9.5, abs=0.01)
         dev.close()
-    finally:
-        emu.stop()
 
 
 def test_abort_on_a_vanished_port_is_disconnected_not_a_hang():
@@ -224,8 +208,7 @@ def test_line_framer_is_total(data):
 
 def test_wagner_poller_failure_surfaces_on_the_next_call():
     emu = AlgometerEmulator(model="wagner-fdx", auto_press=False).start()
-    dev = open_real("algometer", RoleConfig(model="wagner-fdx", port=emu.port, timeout_s=0.3), cap_c=CAP_C,
-                    neutral_c=NEUTRAL_C, clock=RealClock())
+    dev = open_on("algometer", emu, model="wagner-fdx", timeout_s=0.3)
     try:
         dev.connect()
         emu.unplug()

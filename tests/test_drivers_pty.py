@@ -23,6 +23,11 @@ from cpm_session.station import RoleConfig
 CAP_C, NEUTRAL_C = 49.0, 32.0
 
 
+def open_on(role, emu, **cfg):
+    """Open the real driver for `role` (RoleConfig fields in `cfg`) on the emulator's pty, on the wall clock."""
+    return open_real(role, RoleConfig(port=emu.port, **cfg), cap_c=CAP_C, neutral_c=NEUTRAL_C, clock=RealClock())
+
+
 def wait_for(pred, timeout=3.0, step=0.005):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -138,8 +143,7 @@ HOST_SCRIPT = textwrap.dedent("""
 
 def test_killed_host_cannot_leave_heat_on():
     speed = 4.0
-    emu = TcsEmulator(speed=speed).start()
-    try:
+    with TcsEmulator(speed=speed) as emu:
         proc = subprocess.Popen([sys.executable, "-c", HOST_SCRIPT, emu.port, str(speed)], stdout=subprocess.PIPE,
                                 text=True)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "launched"
@@ -152,8 +156,6 @@ def test_killed_host_cannot_leave_heat_on():
         assert wait_for(lambda: emu.at_neutral(), timeout=(4.0 + 0.7 + 0.5) / speed + 1.0)
         assert emu.now() - launch <= 4.0 + 0.7 + 0.5 + 1.0 * speed
         assert not any(c == b"A" for _, c in emu.commands)  # it came back on its own, not by abort
-    finally:
-        emu.stop()
 
 
 def test_close_sends_abort(tcs):
@@ -169,10 +171,8 @@ def test_close_sends_abort(tcs):
 
 @pytest.mark.parametrize("terminator, wire_end", [("cr", b"\r"), ("crlf", b"\r\n")])
 def test_julabo_driver_spacing_and_setpoint(terminator, wire_end):
-    emu = BathEmulator(speed=1.0, model="julabo", start_c=2.5, strict_spacing=True).start()
-    try:
-        dev = open_real("bath", RoleConfig(model="julabo", port=emu.port, terminator=terminator), cap_c=CAP_C,
-                        neutral_c=NEUTRAL_C, clock=RealClock())
+    with BathEmulator(speed=1.0, model="julabo", start_c=2.5, strict_spacing=True) as emu:
+        dev = open_on("bath", emu, model="julabo", terminator=terminator)
         info = dev.connect()
         assert info.identity.startswith("JULABO") and info.extra["status"] == "03 REMOTE START"
         assert dev.read_c() == pytest.approx(2.5, abs=0.01)
@@ -187,13 +187,10 @@ def test_julabo_driver_spacing_and_setpoint(terminator, wire_end):
         stamps = [t for t, _ in emu.received]
         assert len(stamps) == 6 and min(b - a for a, b in zip(stamps, stamps[1:], strict=False)) >= 0.25 - 0.05  # host spaces 280 ms; arrival stamps jitter
         assert emu.spacing_violations == 0
-    finally:
-        emu.stop()
 
 
 def test_julabo_classic_serial_settings():
-    emu = BathEmulator(model="julabo").start()
-    try:
+    with BathEmulator(model="julabo") as emu:
         cfg = RoleConfig(model="julabo", port=emu.port, variant="classic")
         assert serial_settings(cfg) == {"baudrate": 4800, "bytesize": 7, "parity": "E", "stopbits": 1, "rtscts": True}
         dev = open_real("bath", cfg, cap_c=CAP_C, neutral_c=NEUTRAL_C, clock=RealClock())
@@ -201,32 +198,23 @@ def test_julabo_classic_serial_settings():
         assert (conn.baudrate, conn.bytesize, conn.parity, conn.rtscts) == (4800, serial.SEVENBITS, "E", True)
         dev.close()
         with pytest.raises(StationFileError, match="variant"):
-            open_real("bath", RoleConfig(model="julabo", port=emu.port, variant="vintage"), cap_c=CAP_C,
-                      neutral_c=NEUTRAL_C, clock=RealClock())
-    finally:
-        emu.stop()
+            open_on("bath", emu, model="julabo", variant="vintage")
 
 
 def test_lauda_driver():
-    emu = BathEmulator(model="lauda", start_c=3.2).start()
-    try:
-        dev = open_real("bath", RoleConfig(model="lauda", port=emu.port), cap_c=CAP_C, neutral_c=NEUTRAL_C,
-                        clock=RealClock())
+    with BathEmulator(model="lauda", start_c=3.2) as emu:
+        dev = open_on("bath", emu, model="lauda")
         assert dev.transport.conn.baudrate == 9600
         assert dev.connect().identity == "ECO RE 1050 (emulated)"
         assert dev.read_c() == pytest.approx(3.2, abs=0.01)
         assert dev.set_setpoint(2.0) == 2.0
         dev.close()
         assert emu.received_bytes() == b"TYPE\r\nIN_PV_00\r\nOUT_SP_00_002.00\r\nIN_SP_00\r\n"
-    finally:
-        emu.stop()
 
 
 def test_set_point_not_taken_is_a_device_error_naming_the_command():
-    emu = BathEmulator(model="julabo", start_c=3.0).start()
-    try:
-        dev = open_real("bath", RoleConfig(model="julabo", port=emu.port), cap_c=CAP_C, neutral_c=NEUTRAL_C,
-                        clock=RealClock())
+    with BathEmulator(model="julabo", start_c=3.0) as emu:
+        dev = open_on("bath", emu, model="julabo")
         dev.connect()
         emu.ignore_next(1)  # OUT_SP_00 is dropped; IN_SP_00 still answers 3.00
         with pytest.raises(DeviceError, match=r"set point read back as 3\.0, expected 5\.00") as ei:
@@ -234,31 +222,23 @@ def test_set_point_not_taken_is_a_device_error_naming_the_command():
         assert (ei.value.role, ei.value.port, ei.value.command) == ("bath", emu.port, "OUT_SP_00 5.00")
         assert dev.set_setpoint(3.005) == 3.0  # within 0.01 °C of what was sent: accepted
         dev.close()
-    finally:
-        emu.stop()
 
 
 def test_serial_thermometer_driver():
-    emu = BathEmulator(model="serial-thermometer", start_c=-0.4).start()
-    try:
-        dev = open_real("bath", RoleConfig(model="serial-thermometer", port=emu.port), cap_c=CAP_C,
-                        neutral_c=NEUTRAL_C, clock=RealClock())
+    with BathEmulator(model="serial-thermometer", start_c=-0.4) as emu:
+        dev = open_on("bath", emu, model="serial-thermometer")
         dev.connect()
         assert dev.read_c() == pytest.approx(-0.4, abs=0.01)
         assert dev.setpoint_c() is None
         dev.close()
         assert emu.received_bytes() == b"?\r\n?\r\n"
-    finally:
-        emu.stop()
 
 
 # ---- algometers ---------------------------------------------------------------------------------
 
 def test_wagner_reads_lbf_as_kpa_with_probe_area():
-    emu = AlgometerEmulator(speed=1.0, model="wagner-fdx", probe_area_cm2=0.5, auto_press=False).start()
-    try:
-        dev = open_real("algometer", RoleConfig(model="wagner-fdx", port=emu.port, probe_area_cm2=0.5),
-                        cap_c=CAP_C, neutral_c=NEUTRAL_C, clock=RealClock())
+    with AlgometerEmulator(speed=1.0, model="wagner-fdx", probe_area_cm2=0.5, auto_press=False) as emu:
+        dev = open_on("algometer", emu, model="wagner-fdx", probe_area_cm2=0.5)
         assert dev.connect().extra["unit"] == "lbf"
         dev.zero()  # no load: passes
         emu.press(ramp_kpa_per_s=100.0, stop_kpa=10000.0)
@@ -274,29 +254,21 @@ def test_wagner_reads_lbf_as_kpa_with_probe_area():
         assert emu.received_bytes().startswith(b"?\r\n")
         assert set(emu.received_bytes().split(b"\r\n")) == {b"?", b""}
         assert len(emu.commands) > 20  # polled at ~20 Hz
-    finally:
-        emu.stop()
 
 
 def test_wagner_zero_refuses_a_loaded_gauge():
-    emu = AlgometerEmulator(model="wagner-fdx", auto_press=False, preload_kpa=50.0).start()
-    try:
-        dev = open_real("algometer", RoleConfig(model="wagner-fdx", port=emu.port), cap_c=CAP_C,
-                        neutral_c=NEUTRAL_C, clock=RealClock())
+    with AlgometerEmulator(model="wagner-fdx", auto_press=False, preload_kpa=50.0) as emu:
+        dev = open_on("algometer", emu, model="wagner-fdx")
         dev.connect()
         with pytest.raises(DeviceError, match="ZERO key"):
             dev.zero()
         dev.close()
-    finally:
-        emu.stop()
 
 
 @pytest.mark.parametrize("peak_command", ["?C", "?PC"])
 def test_mark10_zero_peak_clear(peak_command):
-    emu = AlgometerEmulator(speed=1.0, model="mark10", auto_press=False, preload_kpa=30.0).start()
-    try:
-        dev = open_real("algometer", RoleConfig(model="mark10", port=emu.port, peak_command=peak_command),
-                        cap_c=CAP_C, neutral_c=NEUTRAL_C, clock=RealClock())
+    with AlgometerEmulator(speed=1.0, model="mark10", auto_press=False, preload_kpa=30.0) as emu:
+        dev = open_on("algometer", emu, model="mark10", peak_command=peak_command)
         assert dev.transport.conn.baudrate == 115200
         dev.connect()
         assert dev.read_kpa() == pytest.approx(30.0, abs=0.1)
@@ -310,8 +282,6 @@ def test_mark10_zero_peak_clear(peak_command):
         dev.close()
         sent = emu.received_bytes()
         assert sent.startswith(b"?\r\n?\r\nZ\r\n?\r\n?\r\n" + peak_command.encode() + b"\r\nCLR\r\n?\r\n")
-    finally:
-        emu.stop()
 
 
 def test_open_real_refuses_unknown_model_and_missing_port():
@@ -346,8 +316,7 @@ def test_identity_without_line_ending_is_accepted_once_the_line_goes_quiet():
     emu._execute = terse
     emu.muted = True
     try:
-        dev = open_real("thermode", RoleConfig(model="tcs2", port=emu.port), cap_c=CAP_C, neutral_c=NEUTRAL_C,
-                        clock=RealClock())
+        dev = open_on("thermode", emu, model="tcs2")
         t0 = time.monotonic()
         assert dev.connect().identity == "TCS"
         assert time.monotonic() - t0 < 0.8

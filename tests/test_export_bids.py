@@ -388,6 +388,17 @@ def test_refuses_two_pseudonyms_that_give_the_same_label(tmp_path: Path) -> None
         export_bids(data, tmp_path / "out", include_unverified=True)
 
 
+def test_refuses_two_visits_that_give_the_same_session_label(tmp_path: Path) -> None:
+    data = _small_copy(tmp_path, ["FM-000"])
+    s = next((data / "FM-000").glob("post-*"))
+    amend_session(s, "visit", "base-line", "visit name typed with a hyphen", "QA")
+    # before: both sessions were written as ses-baseline, the second overwriting the first one's files
+    with pytest.raises(ExportError, match="visits 'base-line' and 'baseline' of participant 'FM-000' both "
+                                          "become BIDS session label ses-baseline"):
+        export_bids(data, tmp_path / "out")
+    assert not any((tmp_path / "out").iterdir())
+
+
 def test_repeated_visit_gets_its_own_session_label_and_sourcedata_copy(tmp_path: Path) -> None:
     from cpm_session.engine import run_simulated_visit
 

@@ -428,6 +428,17 @@ def export_bids(data_dir: str | Path, out_dir: str | Path, *, include_unverified
             raise ExportError(f"participant IDs {clash[0]!r} and {pid!r} both become BIDS label sub-{label}; "
                               f"rename one (amend 'participant') before exporting")
         sub_of[pid] = label
+    ses_label_of: dict[Path, str] = {}
+    visit_of_label: dict[tuple[str, str], str] = {}
+    for (pid, visit), sessions in groups.items():
+        base = bids_label(visit, "visit")
+        for k, s in enumerate(sessions, start=1):
+            ses = base if k == 1 else f"{base}R{k}"
+            other = visit_of_label.setdefault((sub_of[pid], ses), visit)
+            if other != visit:
+                raise ExportError(f"visits {other!r} and {visit!r} of participant {pid!r} both become BIDS session "
+                                  f"label ses-{ses}; rename one (amend 'visit') before exporting")
+            ses_label_of[s.path] = ses
 
     put_json(out / "dataset_description.json", {
         "Name": DATASET_NAME, "BIDSVersion": BIDS_VERSION, "DatasetType": "raw",
@@ -447,13 +458,10 @@ def export_bids(data_dir: str | Path, out_dir: str | Path, *, include_unverified
     })
 
     ses_rows: dict[str, list[list[str]]] = {}
-    ses_label_of: dict[Path, str] = {}
-    for (pid, visit), sessions in groups.items():
+    for (pid, _visit), sessions in groups.items():
         sub = sub_of[pid]
-        base = bids_label(visit, "visit")
-        for k, s in enumerate(sessions, start=1):
-            ses = base if k == 1 else f"{base}R{k}"
-            ses_label_of[s.path] = ses
+        for s in sessions:
+            ses = ses_label_of[s.path]
             stem = f"sub-{sub}_ses-{ses}_task-{TASK}"
             beh_dir = out / f"sub-{sub}" / f"ses-{ses}" / "beh"
             cols, rows, side = beh_table(s)

@@ -351,3 +351,12 @@ def test_licensed_questionnaire_wording_never_leaves_the_lab(tmp_path: Path, mon
     assert set(choices(fields["hads_q1"]).values()) == set(choices(fields["hads_q1"]))  # labels are the values
     nrs = fields["nrs_pain_now"]
     assert "pain" in nrs["Field Label"].lower() and nrs["Field Label"] != "nrs item pain_now"  # free wording stays
+
+
+@pytest.mark.parametrize(("folder", "visit"), [("baseline-20260101T090000Z", "baseline"),
+                                               ("follow-up-20260101T090000Z", "follow-up")])
+def test_visit_falls_back_to_the_folder_name_without_its_stamp(folder: str, visit: str) -> None:
+    from cpm_session.export import SessionData
+
+    s = SessionData(Path("data") / "FM-001" / folder, {}, {}, [], [], [])
+    assert (s.participant, s.visit) == ("FM-001", visit)  # visit names may contain '-' (ids.VISIT_PATTERN)

@@ -46,8 +46,8 @@ class SessionData:
 
     @property
     def visit(self) -> str:
-        """Return the effective visit name."""
-        return str(self.header.get("visit") or self.path.name.split("-")[0])
+        """Return the effective visit name (from the folder name `<visit>-<stamp>` when the header has none)."""
+        return str(self.header.get("visit") or self.path.name.rsplit("-", 1)[0])
 
     @property
     def results(self) -> dict[str, Any]:

@@ -51,6 +51,11 @@ PROTECTED_FIELDS = ("log_final_sha256", "log_events", "amendments", "protocol_sh
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
+def is_protected(field_path: str) -> bool:
+    """Return True if an amendment of `field_path` would change a protected field or something below one."""
+    return field_path.split(".")[0] in PROTECTED_FIELDS
+
+
 class IntegrityError(CpmError):
     """A session folder failed verification, or an amendment was refused."""
 
@@ -412,7 +417,7 @@ def apply_amendments(header: dict[str, Any], events: Iterable[dict[str, Any]] | 
         records = [_amendment_record(ev) for ev in amendment_events(events)]
     for rec in records:
         f = rec.get("field")
-        if isinstance(f, str) and f not in PROTECTED_FIELDS:
+        if isinstance(f, str) and not is_protected(f):
             set_dotted(effective, f, rec.get("new"))
     effective["amendments"] = records
     return effective
@@ -490,7 +495,7 @@ def _amend_locked(session_dir: Path, field: str, new_value: Any, reason: str, op
     if not isinstance(operator, str) or not operator.strip():
         raise IntegrityError("an amendment needs the operator's initials")
     _split(field)
-    if field in PROTECTED_FIELDS or field.split(".")[0] in PROTECTED_FIELDS:
+    if is_protected(field):
         raise IntegrityError(f"field {field!r} describes the record itself and cannot be amended")
     _validate_new_value(field, new_value)
     report = verify_session_report(session_dir)

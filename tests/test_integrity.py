@@ -453,6 +453,15 @@ def test_apply_amendments_does_not_modify_its_input() -> None:
     assert [a["field"] for a in eff["amendments"]] == ["results.cs_rating_30s", "hand"]
 
 
+def test_apply_amendments_never_changes_a_protected_field_or_anything_below_it() -> None:
+    header = {"visit": "baseline", "protocol_sha256": "ab" * 32, "log_events": 7}
+    events = [{"seq": 3, "event": "amendment", "field": f, "old": None, "new": {"x": 1}, "reason": "r",
+               "operator": "AB", "wall": "w"} for f in ("protocol_sha256.x", "log_events", "amendments.0", "visit")]
+    eff = apply_amendments(header, events)
+    assert eff["protocol_sha256"] == "ab" * 32 and eff["log_events"] == 7 and eff["visit"] == {"x": 1}
+    assert [a["field"] for a in eff["amendments"]] == ["protocol_sha256.x", "log_events", "amendments.0", "visit"]
+
+
 def test_dotted_paths_read_missing_as_none_and_set_through_non_objects() -> None:
     from cpm_session.analysis.summarize import set_dotted as summarize_set_dotted
     from cpm_session.integrity import get_dotted, set_dotted

@@ -431,6 +431,23 @@ def test_amended_ts_ratings_recompute_ts_and_cpm_in_the_export(tmp_path: Path) -
     assert "results.ts_post_ratings" in row["amendments"] and "read back wrongly" in row["amendments"]
 
 
+def test_recomputed_cpm_category_uses_the_threshold_of_the_sessions_protocol(tmp_path: Path) -> None:
+    data = _small_copy(tmp_path, ["FM-000"])
+    s = next((data / "FM-000").glob("baseline-*"))
+    h = json.loads((s / "session.json").read_text())
+    strict = tmp_path / "strict.toml"
+    text = (Path(__file__).resolve().parents[1] / "protocols" / "cpm-thermal.toml").read_text(encoding="utf-8")
+    assert "cpm_threshold_abs = 5.0" in text
+    strict.write_text(text.replace("cpm_threshold_abs = 5.0", "cpm_threshold_abs = 40.0"), encoding="utf-8")
+    h["protocol"] = str(strict)  # as if the session had run with this protocol
+    (s / "session.json").write_text(json.dumps(h))
+    amend_session(s, "results.ts_post_ratings", [h["results"]["ts_pre"] - 10.0], "slider read back wrongly", "QA")
+    export_bids(data, tmp_path / "out")
+    _, rows = read_tsv(tmp_path / "out/sub-FM000/sub-FM000_sessions.tsv")
+    # CPM 10 points: inhibition with the default 5, none with the protocol's 40 (before: the default was used)
+    assert math.isclose(float(rows[0]["cpm_abs"]), 10.0, abs_tol=1e-3) and rows[0]["cpm_category"] == "none"
+
+
 def test_pressure_protocol_study_exports_valid_bids_with_gridded_algometer_trace(tmp_path: Path) -> None:
     from cpm_session.engine import run_simulated_visit
 

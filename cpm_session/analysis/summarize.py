@@ -161,6 +161,32 @@ def _recorded_threshold(header: dict[str, Any], start_fields: dict[str, Any]) ->
     return None
 
 
+def default_protocol_dirs(data_dir: Path, extra: list[Path] | None = None) -> list[Path]:
+    """Return where a protocol recorded by relative path is looked for: the current directory, `data_dir`,
+    its parent, `extra` and the package's folder (which holds `protocols/`)."""
+    return [Path.cwd(), data_dir, data_dir.parent, *(extra or []), Path(__file__).resolve().parents[2]]
+
+
+def cpm_threshold(recorded: dict[str, Any], start_fields: dict[str, Any], protocol: str | None,
+                  protocol_sha256: str | None, protocols: ProtocolCache) -> tuple[float, str, list[str]]:
+    """Return (CPM threshold in rating points, its source, problems met) for one session.
+
+    The source is "session" (recorded in `recorded` or `start_fields`), else "protocol_file" (the
+    recorded `protocol` file), else "default" (DEFAULT_CPM_THRESHOLD_ABS).
+    """
+    thr = _recorded_threshold(recorded, start_fields)
+    if thr is not None:
+        return thr, "session", []
+    problems: list[str] = []
+    thr, problem = protocols.threshold(protocol, protocol_sha256)
+    if problem:
+        problems.append(problem)
+    if thr is not None:
+        return thr, "protocol_file", problems
+    problems.append(f"CPM threshold unknown; used the default {DEFAULT_CPM_THRESHOLD_ABS}")
+    return DEFAULT_CPM_THRESHOLD_ABS, "default", problems
+
+
 # ---------------------------------------------------------------------------------------------- devices.csv
 ENDS_IMMERSION = ("cold_pressor_end", "emergency_stop", "session_end", "device_fault")
 
@@ -356,16 +382,9 @@ def read_session(path: Path, protocols: ProtocolCache,
     cpm_abs = ts_pre - ts_post if ts_pre is not None and ts_post is not None else None
     cpm_pct = cpm_abs / ts_pre * 100.0 if cpm_abs is not None and ts_pre not in (None, 0.0) else None
 
-    thr = _recorded_threshold(header, start_fields)
-    thr_source = "session"
-    if thr is None:
-        thr, problem = protocols.threshold(rec.get("protocol"), rec.get("protocol_sha256"))
-        thr_source = "protocol_file"
-        if problem:
-            warns.append(f"{path}: {problem}")
-    if thr is None:
-        thr, thr_source = DEFAULT_CPM_THRESHOLD_ABS, "default"
-        warns.append(f"{path}: CPM threshold unknown; used the default {DEFAULT_CPM_THRESHOLD_ABS}")
+    thr, thr_source, problems = cpm_threshold(header, start_fields, rec.get("protocol"), rec.get("protocol_sha256"),
+                                              protocols)
+    warns.extend(f"{path}: {p}" for p in problems)
 
     # cold pressor window
     # the last immersion (a resumed session may have an interrupted one before it) and its end
@@ -473,8 +492,7 @@ def summarize(data_dir: str | Path, *, protocol_dirs: list[Path] | None = None,
     root = Path(data_dir)
     if not root.is_dir():
         raise SessionError(f"data folder {root} does not exist or is not a folder")
-    dirs = [Path.cwd(), root, root.parent, *(protocol_dirs or []), Path(__file__).resolve().parents[2]]
-    protocols = ProtocolCache(dirs)
+    protocols = ProtocolCache(default_protocol_dirs(root, protocol_dirs))
     verify = _integrity_verifier() if check_integrity else None
     rows: list[dict[str, Any]] = []
     warnings: list[str] = []

@@ -94,12 +94,16 @@ def amendment_text(amendments: list[dict[str, Any]]) -> str:
     return " | ".join(parts)
 
 
-def _recompute_cpm(header: dict[str, Any]) -> None:
-    """After amended TS rating lists, recompute TS means and CPM so the export stays consistent."""
+def _recompute_cpm(header: dict[str, Any], path: Path, events: list[dict[str, Any]]) -> None:
+    """After amended TS rating lists, recompute TS means and CPM so the export stays consistent.
+
+    The category uses the threshold summarize uses: recorded in the session, else from the session's
+    protocol file (`path` is the session folder), else the default.
+    """
     fields = {a.get("field") for a in header.get("amendments") or []}
     if not fields & set(TS_LIST_FIELDS) or fields & set(TS_MEAN_FIELDS + DERIVED_CPM_FIELDS):
         return
-    from cpm_session.analysis.constants import DEFAULT_CPM_THRESHOLD_ABS
+    from cpm_session.analysis.summarize import META_KEYS, ProtocolCache, cpm_threshold, default_protocol_dirs
 
     res = header.get("results")
     if not isinstance(res, dict):
@@ -115,7 +119,10 @@ def _recompute_cpm(header: dict[str, Any]) -> None:
         res["cpm_abs"] = res["cpm_pct"] = res["cpm_category"] = res["inhibition"] = None
         return
     cpm = pre - post
-    thr = float(res.get("cpm_threshold_abs") or DEFAULT_CPM_THRESHOLD_ABS)
+    start = next((ev for ev in events if ev.get("event") == "session_start"), {})
+    thr, _source, _problems = cpm_threshold(header, {k: v for k, v in start.items() if k not in META_KEYS},
+                                            header.get("protocol"), header.get("protocol_sha256"),
+                                            ProtocolCache(default_protocol_dirs(path.parent.parent)))
     res["cpm_abs"] = cpm
     res["cpm_pct"] = cpm / pre * 100.0 if pre != 0 else None
     res["cpm_category"] = "inhibition" if cpm > thr else "facilitation" if cpm < -thr else "none"
@@ -136,7 +143,7 @@ def load_session(path: Path) -> SessionData:
         except CpmError:
             events = []
     header = apply_amendments(original, events if events else None)
-    _recompute_cpm(header)
+    _recompute_cpm(header, path, events)
     return SessionData(path, header, original, events, _read_csv(path / "ratings.csv"),
                        _read_csv(path / "devices.csv"), list(report.problems))
 

@@ -248,3 +248,18 @@ def test_failing_integrity_check_keeps_the_row(tmp_path: Path) -> None:
     row, warns = read_session(next(tmp_path.glob("P001/*")), ProtocolCache([ROOT]), broken)
     assert row["integrity_ok"] is False and row["cpm_abs"] is not None
     assert any("integrity check itself failed (RuntimeError: bug in the checker)" in w for w in warns)
+
+
+def test_withdrawal_from_a_control_immersion_is_not_an_early_cold_pressor_withdrawal(tmp_path: Path) -> None:
+    from cpm_session.datalog import EventLog, read_events
+
+    p = write_session(tmp_path, "P001", "baseline", seed=2)
+    events, _ = read_events(p / "events.jsonl")
+    t = float(events[-1]["t"])
+    log = EventLog(p / "events.jsonl", lambda: t + 100.0)
+    log.append("control_immersion_start", planned_s=60.0)
+    log.append("withdrawal", t_in_water_s=20.0, operator="AB")
+    log.append("control_immersion_end", duration_s=20.0, withdrawn=True, withdrawal_s=20.0)
+    log.close()
+    r = summarize(tmp_path, check_integrity=False).table.iloc[0]
+    assert pd.isna(r["withdrawal_s"]) and not r["early_withdrawal"]  # was 20.0 and True

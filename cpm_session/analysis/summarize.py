@@ -396,7 +396,11 @@ def read_session(path: Path, protocols: ProtocolCache,
     if bath[3] == 0:
         bath = (_num(results.get("bath_mean_c")), _num(results.get("bath_min_c")), _num(results.get("bath_max_c")), 0)
     withdrawal = _num(results.get("withdrawal_s"))
-    wd = first("withdrawal")
+    # a withdrawal during the last cold-pressor immersion (not one from a control immersion of the visit)
+    wd = None
+    if spans:
+        w0, w1 = spans[-1][0], math.inf if spans[-1][1] is None else spans[-1][1]
+        wd = next((e for e in by_event.get("withdrawal", []) if w0 <= (_num(e.get("t")) or -math.inf) <= w1), None)
     if withdrawal is None and wd is not None:
         for k in ("withdrawal_s", "t_in_water_s", "after_s", "elapsed_s"):
             withdrawal = _num(wd.get(k))

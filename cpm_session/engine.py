@@ -11,6 +11,7 @@ closes the log in its `finally`.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import datetime as dt
 import json
@@ -26,7 +27,7 @@ import numpy as np
 from cpm_session import __version__
 from cpm_session.calibration import fit_target, make_procedure, refine
 from cpm_session.clock import Clock
-from cpm_session.datalog import SessionFolder, iso, read_events, utc_now, write_json_atomic
+from cpm_session.datalog import RATING_COLUMNS, SessionFolder, iso, read_events, utc_now, write_json_atomic
 from cpm_session.devices.factory import Devices, effective_cap, open_devices
 from cpm_session.errors import CpmError, DeviceError, SafetyLimitError, SessionError
 from cpm_session.ids import validate_participant_id, validate_visit
@@ -957,6 +958,23 @@ class Engine:
         return VisitOutcome(self.folder.path, status, res, message)
 
     # ------------------------------------------------------------------ resume
+    def _catch_up_ratings(self, events: list[dict[str, Any]]) -> None:
+        """Append the ratings.csv rows of logged rating/ppt events the table lacks (killed between log and row)."""
+        assert self.folder is not None
+        with open(self.folder.path / "ratings.csv", newline="", encoding="utf-8") as f:
+            n_rows = sum(1 for _ in csv.DictReader(f))
+        missing = [e for e in events if e.get("event") in ("rating", "ppt")][n_rows:]
+        for ev in missing:
+            if ev["event"] == "ppt":
+                row = {"phase": "ppt", "trial": ev.get("trial"), "attempt": 1, "site": self.p.calibration.site,
+                       "intensity": ev.get("kpa"), "intensity_unit": "kPa", "onset_t": ev.get("t_start"),
+                       "missing": False}
+            else:
+                row = {k: ev.get(k) for k in RATING_COLUMNS}
+            self.folder.ratings.write({k: "" if row.get(k) is None else row[k] for k in RATING_COLUMNS})
+        if missing:
+            self.log("ratings_table_caught_up", rows=len(missing), from_seq=[e.get("seq") for e in missing])
+
     def resume(self, session_dir: Path, header: dict[str, Any], events: list[dict[str, Any]], reason: str = "") -> VisitOutcome:
         """Continue an interrupted session in the same folder from a safe point; record the gap."""
         self.visit, self.participant = header["visit"], header["participant"]
@@ -991,6 +1009,7 @@ class Engine:
         self.log("resume_session", gap_wall_s=None if gap_s is None else round(gap_s, 3),
                  previous_status=header.get("status"), last_event=last.get("event"), last_seq=last.get("seq"),
                  restart_phase=restart, kept_phases=keep, operator=self.operator, reason=reason)
+        self._catch_up_ratings(events)
         gaps = list(header.get("resumed", []))
         gaps.append({"at_utc": iso(utc_now()), "gap_wall_s": gap_s, "restart_phase": restart})
         self.folder.update_header(status="running", resumed=gaps)

@@ -16,6 +16,7 @@ import contextlib
 import io
 import json
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 SPEED = 2000.0
 PARALLEL = 2
-KILL_WINDOW_S = (0.0, 1.3)
+KILL_WINDOW_S = (0.0, 0.9)
+"""Wall seconds after the session folder appears within which the kill falls (a visit takes ~1.2 s)."""
 
 
 def _start(data: Path, pid: str, seed: int) -> subprocess.Popen[bytes]:
@@ -40,21 +42,24 @@ def _start(data: Path, pid: str, seed: int) -> subprocess.Popen[bytes]:
                             stderr=subprocess.DEVNULL)
 
 
-def _kill(proc: subprocess.Popen[bytes], data: Path, pid: str, after_s: float) -> tuple[Path, bytes, bool]:
+def _wait_folder(data: Path, pid: str) -> tuple[Path, float]:
+    """Return the visit's session folder and the `perf_counter` time it was first seen."""
     deadline = time.monotonic() + 30
-    folder = None
-    while folder is None and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         found = sorted((data / pid).glob("baseline-*/events.jsonl"))
-        folder = found[0].parent if found else None
-        time.sleep(0.005)
-    if folder is None:
-        proc.kill()
-        raise RuntimeError(f"{pid}: no session folder")
-    time.sleep(after_s)
+        if found:
+            return found[0].parent, time.perf_counter()
+        time.sleep(0.002)
+    raise RuntimeError(f"{pid}: no session folder")
+
+
+def _kill(proc: subprocess.Popen[bytes], folder: Path, at: float) -> bytes:
+    """SIGKILL `proc` at `perf_counter` time `at` (unless it has exited); return the log's bytes right after."""
+    time.sleep(max(0.0, at - time.perf_counter()))
     if proc.poll() is None:
         proc.send_signal(signal.SIGKILL)
     proc.wait(10)
-    return folder, (folder / "events.jsonl").read_bytes(), proc.returncode == -signal.SIGKILL
+    return (folder / "events.jsonl").read_bytes()
 
 
 def _last_phase(log: bytes) -> str:
@@ -68,8 +73,8 @@ def _last_phase(log: bytes) -> str:
     return phase
 
 
-def run(kills: int, seed: int = 1) -> dict[str, Any]:
-    """Kill and resume `kills` visits; return the counts."""
+def run(kills: int, seed: int = 1, keep: Path | None = None) -> dict[str, Any]:
+    """Kill and resume `kills` visits; return the counts (copy folders failing `verify` into `keep`)."""
     from cpm_session import cli
     from cpm_session.integrity import verify_session_report
 
@@ -84,8 +89,12 @@ def run(kills: int, seed: int = 1) -> dict[str, Any]:
         for batch in range(0, kills, PARALLEL):
             group = [(f"D{i:04d}", rng.uniform(*KILL_WINDOW_S)) for i in range(batch, min(batch + PARALLEL, kills))]
             procs = {pid: _start(data, pid, int(pid[1:])) for pid, _ in group}
-            for pid, after in sorted(group, key=lambda g: g[1]):
-                folder, snap, killed = _kill(procs[pid], data, pid, after)
+            due = []
+            for pid, after in group:  # every kill counts from its own folder's appearance
+                folder, seen = _wait_folder(data, pid)
+                due.append((seen + after, pid, folder))
+            for at, pid, folder in sorted(due):
+                snap = _kill(procs[pid], folder, at)
                 header = json.loads((folder / "session.json").read_text(encoding="utf-8"))
                 if header.get("status") == "completed":
                     res["finished_before_kill"] += 1
@@ -109,7 +118,13 @@ def run(kills: int, seed: int = 1) -> dict[str, Any]:
                     res["resume_failures"] += 1
                 elif json.loads((folder / "session.json").read_text(encoding="utf-8"))["status"] == "completed":
                     res["resumed_completed"] += 1
-                res["verify_failures"] += not verify_session_report(folder).ok
+                report = verify_session_report(folder)
+                if not report.ok:
+                    res["verify_failures"] += 1
+                    res.setdefault("verify_problems", []).append(f"{folder.name} killed in {_last_phase(snap)}: "
+                                                                 f"{report.problems[0]}")
+                    if keep is not None:
+                        shutil.copytree(folder, keep / pid)
     res["kill_phases"] = dict(phases)
     res["wall_s"] = round(time.perf_counter() - t0, 1)
     return res
@@ -119,9 +134,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kills", type=int, default=50)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--keep", type=Path, default=None, help="copy session folders that fail verify here")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
-    r = run(args.kills, args.seed)
+    r = run(args.kills, args.seed, args.keep)
     if args.json:
         print(json.dumps(r))
         return
@@ -130,6 +146,8 @@ def main() -> None:
           f"{r['events_lost']} of {r['events_before_kill']} pre-kill events lost, {r['torn_tails']} torn tails kept, "
           f"{r['verify_failures']} verify failures, {r['resume_failures']} resume failures")
     print(f"  kills by phase: {r['kill_phases']}")
+    for problem in r.get("verify_problems", []):
+        print(f"  verify: {problem}")
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ def calibration(quick: bool) -> list[Row]:
                 ok(r["share_within"] >= r["required"])),
             Row("calibration", "Highest temperature delivered vs cap", f"{r['max_delivered_c']:.1f} °C (cap {r['cap_c']:.1f})",
                 f"≤ {r['cap_c']:.1f} °C", ok(r["max_delivered_c"] <= r["cap_c"])),
-            Row("calibration", "Stimuli per calibration (mean); mean |error|",
+            Row("calibration", "Stimuli per calibration (mean); mean absolute error",
                 f"{r['mean_stimuli']:.1f}; {r['mean_abs_error_c']:.3f} °C")]
 
 
@@ -171,7 +171,8 @@ def durability(quick: bool) -> list[Row]:
     return [Row("durability", f"kill -9 at random moments then resume ({r['kills']} visits, {r['killed_mid_visit']} "
                               f"killed mid-visit in {len(r['kill_phases'])} phases)",
                 f"{r['events_lost']} of {r['events_before_kill']} events lost; {r['resumed_completed']}/"
-                f"{r['killed_mid_visit']} completed; {r['verify_failures']} verify failures",
+                f"{r['killed_mid_visit']} completed; {r['verify_failures']} verify failures"
+                + (f" (first: {r['verify_problems'][0]})" if r.get("verify_problems") else ""),
                 "0 lost, all complete",
                 ok(r["events_lost"] == 0 and r["resumed_completed"] == r["killed_mid_visit"]
                    and r["verify_failures"] == 0))]
@@ -193,7 +194,11 @@ BENCHES: dict[str, Callable[[bool], list[Row]]] = {
 def table(rows: list[Row]) -> str:
     """Return the rows as a Markdown table."""
     lines = ["| area | figure | value | requirement | verdict |", "|---|---|---|---|---|"]
-    lines += [f"| {r.area} | {r.figure} | {r.value} | {r.requirement or '—'} | {r.verdict or '—'} |" for r in rows]
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines += [f"| {r.area} | {cell(r.figure)} | {cell(r.value)} | {cell(r.requirement or '—')} | {r.verdict or '—'} |"
+              for r in rows]
     return "\n".join(lines)
 
 

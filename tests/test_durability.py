@@ -29,8 +29,8 @@ from tests.conftest import ROOT
 N_VISITS = 20
 PARALLEL = 2
 SPEED = 2000.0
-KILL_WINDOW_S = (0.0, 1.2)
-"""Wall seconds after the session folder appears within which the kill falls (a visit takes ~1-2 s)."""
+KILL_WINDOW_S = (0.0, 0.9)
+"""Wall seconds after the session folder appears within which the kill falls (a visit takes ~1.2 s)."""
 
 
 @dataclass
@@ -52,17 +52,22 @@ def _start(data: Path, i: int) -> subprocess.Popen[bytes]:
                             stderr=subprocess.PIPE)
 
 
-def _kill_when_due(k: Killed, data: Path) -> None:
-    """Wait for the session folder, then SIGKILL `kill_after_s` later and snapshot the log."""
+def _wait_folder(k: Killed, data: Path) -> float:
+    """Wait for the visit's session folder; return the `perf_counter` time it was first seen."""
     deadline = time.monotonic() + 30
-    while k.folder is None and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
         found = sorted((data / k.pid).glob("baseline-*/events.jsonl"))
         if found:
             k.folder = found[0].parent
-            break
-        time.sleep(0.005)
-    assert k.folder is not None, f"{k.pid}: no session folder appeared"
-    time.sleep(k.kill_after_s)
+            return time.perf_counter()
+        time.sleep(0.002)
+    raise AssertionError(f"{k.pid}: no session folder appeared")
+
+
+def _kill_at(k: Killed, at: float) -> None:
+    """SIGKILL at `perf_counter` time `at` and snapshot the log."""
+    assert k.folder is not None
+    time.sleep(max(0.0, at - time.perf_counter()))
     if k.proc.poll() is None:
         k.proc.send_signal(signal.SIGKILL)
     k.proc.wait(10)
@@ -86,10 +91,12 @@ def test_kill_9_at_random_moments_then_resume_loses_nothing(tmp_path: Path) -> N
     for batch in range(0, N_VISITS, PARALLEL):
         group = [Killed(f"K{i:03d}", _start(data, i), rng.uniform(*KILL_WINDOW_S))
                  for i in range(batch, min(batch + PARALLEL, N_VISITS))]
-        for k in sorted(group, key=lambda k: k.kill_after_s):
-            _kill_when_due(k, data)
+        due = [(_wait_folder(k, data) + k.kill_after_s, i) for i, k in enumerate(group)]  # from each one's start
+        for at, i in sorted(due):
+            _kill_at(group[i], at)
         killed.extend(group)
-    assert sum(not k.exited_on_its_own for k in killed) >= N_VISITS * 3 // 4  # most were really killed
+    mid_visit = [k for k in killed if k.folder and b'"event": "session_end"' not in k.snapshot]
+    assert len(mid_visit) >= N_VISITS // 2, len(mid_visit)  # most were really killed mid-visit
     for k in killed:
         assert k.folder is not None
         if json.loads((k.folder / "session.json").read_text())["status"] == "completed":
@@ -113,3 +120,38 @@ def test_kill_9_at_random_moments_then_resume_loses_nothing(tmp_path: Path) -> N
         assert resumed[0]["event"] == "resume_session" and resumed[-1]["event"] == "session_end"
         report = verify_session_report(k.folder)
         assert report.ok, (k.pid, report.problems)
+
+
+KILL_BEFORE_ROW = """
+import os, signal, sys
+import cpm_session.datalog as dl
+from cpm_session.engine import run_simulated_visit
+orig, n = dl.CsvAppender.write, [0]
+def write(self, row):
+    if 'rating' in row:  # a ratings.csv row: die after its log event, before the row (the narrowest window)
+        n[0] += 1
+        if n[0] == int(sys.argv[2]):
+            os.kill(os.getpid(), signal.SIGKILL)
+    orig(self, row)
+dl.CsvAppender.write = write
+run_simulated_visit(sys.argv[1], "P001", "baseline", protocol_path=sys.argv[3])
+"""
+
+
+@pytest.mark.parametrize(("protocol", "row", "event"), [("cpm-thermal.toml", 6, "rating"), ("cpm-pressure.toml", 2, "ppt")])
+def test_killed_between_a_rating_event_and_its_table_row_resumes_to_a_consistent_table(
+        tmp_path: Path, protocol: str, row: int, event: str) -> None:
+    r = subprocess.run([sys.executable, "-c", KILL_BEFORE_ROW, str(tmp_path), str(row),
+                        str(ROOT / "protocols" / protocol)], cwd=ROOT, timeout=120)
+    assert r.returncode == -signal.SIGKILL
+    folder = next(tmp_path.glob("P001/baseline-*"))
+    logged = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in logged].count(event) == row
+    assert len((folder / "ratings.csv").read_text().splitlines()) == 1 + row - 1  # the table lags the log by one
+    code, text = _resume(folder)
+    assert code == 0, text[-2000:]
+    report = verify_session_report(folder)
+    assert report.ok, report.problems
+    rows = (folder / "ratings.csv").read_text().splitlines()
+    events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    assert len(rows) - 1 == sum(e["event"] in ("rating", "ppt") for e in events)

@@ -25,6 +25,7 @@ from cpm_session.clock import RealClock
 from cpm_session.devices.factory import effective_cap
 from cpm_session.devices.real import open_real
 from cpm_session.devices.sim import SimThermode
+from cpm_session.devices.tcs2 import TcsThermode
 from cpm_session.devices.wire import tcs2 as wire
 from cpm_session.emulators import EmulatedStation, start_emulated_station
 from cpm_session.engine import VisitOutcome, run_visit
@@ -157,6 +158,7 @@ def test_layer2_driver_refuses_above_the_effective_cap_and_sends_nothing(emulate
     emu = st.thermode
     dev = open_real("thermode", RoleConfig(model="tcs2", port=emu.port), cap_c=46.0, neutral_c=NEUTRAL_C,
                     clock=RealClock(10.0))
+    assert isinstance(dev, TcsThermode)
     try:
         dev.connect()
         assert b"Om460" in emu.received_bytes() and emu.max_c == 46.0
@@ -461,7 +463,9 @@ def test_killed_runner_mid_stimulus_the_thermode_returns_to_neutral_on_its_own(t
                              "--speed", str(speed), "--data", str(tmp_path / "data"), "--no-status"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        assert wait_for(lambda: emu.stimulating, timeout=30.0), proc.stderr.read() if proc.poll() is not None else ""
+        if not wait_for(lambda: emu.stimulating, timeout=30.0):
+            proc.kill()
+            pytest.fail(f"no stimulus started; runner said: {proc.communicate(timeout=5)[1][-2000:]!r}")
         time.sleep(0.1)  # 1 session s into the stimulus: ramping up
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(5)

@@ -12,8 +12,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-FIT_LOW, FIT_HIGH = 5.0, 95.0
-"""Ratings used for the fit: the informative, rising part of the curve."""
+FIT_LOW, FIT_HIGH = 20.0, 95.0
+"""Ratings used for the fit: the informative, rising part of the curve (ratings near 0 are clipped by
+the scale, so with noisy raters the few non-zero ones near the floor would flatten the line)."""
+LOCAL_WINDOW_C = 2.0
+"""After a first prediction, the line is refitted on the points within this distance of it, where the
+psychometric curve is close to straight (when at least 3 distinct temperatures lie there)."""
 JUMP_POINTS = 25.0
 """A drop of more than this between successively hotter stimuli counts as 'jumping around'."""
 MAX_REFINE_STEP_C = 2.0
@@ -71,6 +75,12 @@ def fit_target(points: list[tuple[float, float]], target: float, *, min_slope: f
     if r2 < min_r2:
         warnings.append(f"poor fit (R² {r2:.2f}, expected at least {min_r2})")
     t_target = float(np.clip((target - a) / b, lo_c, hi_c))
+    near = [(t, r) for t, r in use if abs(t - t_target) <= LOCAL_WINDOW_C]
+    if len({t for t, _ in near}) >= 3:
+        bl, al = np.polyfit([t for t, _ in near], [r for _, r in near], 1)
+        if bl >= min_slope:
+            b, a = bl, al
+            t_target = float(np.clip((target - a) / b, lo_c, hi_c))
     return Fit(float(b), float(a), float(r2), len(use), t_target, warnings)
 
 

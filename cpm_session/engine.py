@@ -50,7 +50,6 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     **{(p, "abort"): "aborted" for p in (*PHASES[:-1], "paused")},
     **{(p, "fault"): "fault" for p in (*PHASES[:-1], "paused")},
 }
-CPM_BLOCK = ("ts_pre", "cold_pressor", "ts_post")
 RESTART_FROM = {"ts_pre": "ts_pre", "cold_pressor": "ts_pre", "ts_post": "ts_pre"}
 """A CPM block interrupted anywhere restarts at TS_pre: the cold pressor is never resumed mid-immersion."""
 
@@ -64,7 +63,6 @@ BATH_RECHECK_S = 10.0
 BATH_MAX_WAIT_S = 600.0
 PPT_REST_S = 10.0
 INSTRUCTION_S = 5.0
-ACTIVE_ROLES_FOR_SAMPLING = ("thermode", "bath")
 
 
 class EmergencyStop(Exception):
@@ -169,7 +167,6 @@ class Engine:
         self._bath_warned = False
         self.outputs: dict[str, Any] = {}
         self.last_abort_t: float | None = None
-        self.rating_count = 0
         self.visit = self.participant = ""
 
     # ------------------------------------------------------------------ logging and status
@@ -403,7 +400,6 @@ class Engine:
                  slider_px=geom.get("slider_px"), confirm_px=geom.get("confirm_px"), window_px=geom.get("window_px"))
         shown_t = self.clock.now()
         result = self.ui.rate(prompt, self.sim.respond if self.sim else None)
-        self.rating_count += 1
         site = self.p.cold_pressor.site if kind == "hand" else (
             self.p.calibration.site if phase in ("calibration", "verification", "ppt") else self.p.test_stimulus.site)
         row = {"phase": phase, "trial": trial, "attempt": attempt, "site": site,

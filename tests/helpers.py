@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +54,13 @@ def simulate(tmp: Path, *, pid: str = "P001", visit: str = "baseline", seed: int
     out = run_visit(prot, st, data_dir=tmp, participant=pid, visit=visit, ui=ui, clock=clock, seed=seed,
                     truth=truth, staff=staff, override_reason=override_reason, devices=devs)
     return out, ui, devs
+
+
+def wait_for(pred: Callable[[], bool], timeout: float = 3.0, step: float = 0.002) -> bool:
+    """Poll `pred` until it is true or `timeout` wall seconds pass; return its last value."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()

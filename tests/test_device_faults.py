@@ -17,17 +17,10 @@ from cpm_session.devices.wire import julabo
 from cpm_session.emulators import AlgometerEmulator, BathEmulator, TcsEmulator
 from cpm_session.errors import DeviceDisconnected, DeviceError, DeviceTimeout
 from cpm_session.station import RoleConfig
+from tests.helpers import wait_for
 
 CAP_C, NEUTRAL_C = 49.0, 32.0
 
-
-def wait_for(pred, timeout=3.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.005)
-    return pred()
 
 
 def open_on(role, emu, **cfg):

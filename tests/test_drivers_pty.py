@@ -19,6 +19,7 @@ from cpm_session.devices.tcs2 import TcsThermode
 from cpm_session.emulators import AlgometerEmulator, BathEmulator, TcsEmulator
 from cpm_session.errors import DeviceError, SafetyLimitError, StationFileError
 from cpm_session.station import RoleConfig
+from tests.helpers import wait_for
 
 CAP_C, NEUTRAL_C = 49.0, 32.0
 
@@ -27,14 +28,6 @@ def open_on(role, emu, **cfg):
     """Open the real driver for `role` (RoleConfig fields in `cfg`) on the emulator's pty, on the wall clock."""
     return open_real(role, RoleConfig(port=emu.port, **cfg), cap_c=CAP_C, neutral_c=NEUTRAL_C, clock=RealClock())
 
-
-def wait_for(pred, timeout=3.0, step=0.005):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ from cpm_session.station import RoleConfig, load_station
 from cpm_session.ui.base import RatingPrompt, RatingResult, Responder
 from cpm_session.ui.headless import HeadlessUI
 from tests.conftest import ROOT, SIM_STATION, THERMAL, toml_dumps
-from tests.helpers import events, of, simulate
+from tests.helpers import events, of, simulate, wait_for
 
 NEUTRAL_C = 32.0
 SHORT = {"acclimatization": {"duration_s": 0.0, "min_s": 0.0},
@@ -46,15 +46,6 @@ SHORT = {"acclimatization": {"duration_s": 0.0, "min_s": 0.0},
          "questionnaires": {"names": []}}
 """A visit of ~280 session seconds with every phase: ~3 wall s at speed 100."""
 
-
-def wait_for(pred: Callable[[], bool], timeout: float = 3.0, step: float = 0.002) -> bool:
-    """Poll `pred` until it is true or `timeout` wall seconds pass; return its last value."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
 
 
 def write_short_protocol(folder: Path, **changes: dict[str, Any]) -> Path:

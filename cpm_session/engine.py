@@ -28,6 +28,7 @@ from cpm_session import __version__
 from cpm_session.calibration import fit_target, make_procedure, refine
 from cpm_session.clock import Clock
 from cpm_session.datalog import RATING_COLUMNS, SessionFolder, iso, read_events, utc_now, write_json_atomic
+from cpm_session.devices.background import BackgroundReader
 from cpm_session.devices.factory import Devices, effective_cap, open_devices
 from cpm_session.errors import CpmError, DeviceError, SafetyLimitError, SessionError
 from cpm_session.ids import validate_participant_id, validate_visit
@@ -288,7 +289,7 @@ class Engine:
         r = self.devices.thermode.read()
         self.folder.devices.write({"t": round(now, 4), "role": "thermode", "quantity": "zone_mean_c",
                                    "value": round(r.mean_c, 2), "unit": "C"})
-        bath_c = self.devices.bath.read_c()
+        bath_c = self._read_bath()
         self.folder.devices.write({"t": round(now, 4), "role": "bath", "quantity": "bath_c",
                                    "value": round(bath_c, 3), "unit": "C"})
         if self.p.protocol.ts_modality == "pressure":
@@ -369,6 +370,7 @@ class Engine:
 
     _last_pause_s = 0.0
     _write_failed = False
+    _bath_reader: BackgroundReader | None = None
     _note_requested = False
     _resume_requested = False
     _skip_requested = False
@@ -653,7 +655,7 @@ class Engine:
         samples: list[float] = []
         end = self.clock.now() + cp.bath_stable_s
         while True:
-            samples.append(self.devices.bath.read_c())
+            samples.append(self._read_bath())
             if self.clock.now() >= end:
                 break
             self._wait(min(1.0, max(0.0, end - self.clock.now())))
@@ -682,7 +684,7 @@ class Engine:
         self._bath_warned = False
         duration_s = min(duration_s, cp.max_s)
         self.log("cold_pressor_start" if monitored else "control_immersion_start", planned_s=duration_s,
-                 bath_c=round(self.devices.bath.read_c(), 3) if (monitored and self.devices) else None)
+                 bath_c=round(self._read_bath(), 3) if (monitored and self.devices) else None)
         if self.sim and self.sim.truth.withdrawal_s is not None and self.sim.truth.withdrawal_s < duration_s and monitored:
             self._scheduled.append((t0 + self.sim.truth.withdrawal_s, "w"))
             self._scheduled.sort()
@@ -870,6 +872,7 @@ class Engine:
                 info = d.connect()
                 self.log("device_connected", role=info.role, model=info.model, port=info.port,
                          identity=info.identity, firmware=info.firmware, extra=info.extra)
+            self._start_bath_reader()
             for phase in self._plan():
                 if phase in done:
                     continue
@@ -906,10 +909,25 @@ class Engine:
             raise
         finally:
             self._safe_abort()
+            if self._bath_reader is not None:
+                self._bath_reader.stop()
             if self.devices is not None:
                 self.devices.close()
             self.ui.close()
         return self._finish(status, message)
+
+    def _start_bath_reader(self) -> None:
+        """Read a real bath in a background thread (real time only), so a slow or silent bath never blocks keys."""
+        assert self.devices is not None
+        bath = self.devices.bath
+        if bath.model != "sim" and math.isfinite(self.clock.speed):
+            cfg = self.station.bath
+            self._bath_reader = BackgroundReader(bath.read_c, role="bath", port=bath.port, timeout_s=cfg.timeout_s)
+
+    def _read_bath(self) -> float:
+        """Return the bath temperature: the background reader's latest value, or a direct read."""
+        assert self.devices is not None
+        return self._bath_reader.get() if self._bath_reader is not None else self.devices.bath.read_c()
 
     def _open_ui(self) -> None:
         """Open the participant screen first (it can take seconds), then start session time at 0."""

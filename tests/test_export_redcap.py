@@ -360,3 +360,14 @@ def test_visit_falls_back_to_the_folder_name_without_its_stamp(folder: str, visi
 
     s = SessionData(Path("data") / "FM-001" / folder, {}, {}, [], [], [])
     assert (s.participant, s.visit) == ("FM-001", visit)  # visit names may contain '-' (ids.VISIT_PATTERN)
+
+
+def test_adverse_event_of_a_visit_without_an_exported_session_is_placed_by_date() -> None:
+    from cpm_session.export.redcap import _ae_event, event_name
+
+    starts = [("2026-01-05", event_name("baseline")), ("2026-02-20", event_name("post"))]
+    assert _ae_event({"visit": "post", "onset_date": "2026-01-10"}, starts) == event_name("post")
+    # a visit with no session in the export (e.g. refused as unverified): the event must still exist
+    assert _ae_event({"visit": "week8", "onset_date": "2026-03-01"}, starts) == event_name("post")
+    assert _ae_event({"visit": "week8", "onset_date": "2026-01-10"}, starts) == event_name("baseline")
+    assert _ae_event({"onset_date": "2025-12-01"}, starts) == event_name("baseline")

@@ -431,7 +431,9 @@ def _ae_event(ae: dict[str, Any], visits: list[tuple[str, str]]) -> str:
     """Return the event an adverse event belongs to: its visit if recorded, else the last visit that
     started on or before its onset date, else the first visit."""
     if ae.get("visit"):
-        return event_name(str(ae["visit"]))
+        ev = event_name(str(ae["visit"]))
+        if not visits or ev in {e for _, e in visits}:
+            return ev  # else that visit has no exported session: place it by date, so the event exists
     onset = redcap_date(ae.get("onset_date"))
     chosen = visits[0][1] if visits else event_name("baseline")
     for start_date, ev in visits:

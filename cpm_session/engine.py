@@ -293,7 +293,7 @@ class Engine:
         self.folder.devices.write({"t": round(now, 4), "role": "bath", "quantity": "bath_c",
                                    "value": round(bath_c, 3), "unit": "C"})
         if self.p.protocol.ts_modality == "pressure":
-            kpa = self.devices.algometer.read_kpa()
+            kpa = self._algometer_reader.get() if self._algometer_reader else self.devices.algometer.read_kpa()
             self.folder.devices.write({"t": round(now, 4), "role": "algometer", "quantity": "pressure_kpa",
                                        "value": round(kpa, 2), "unit": "kPa"})
         self._status(thermode_c=round(r.mean_c, 1), bath_c=round(bath_c, 2))
@@ -371,6 +371,7 @@ class Engine:
     _last_pause_s = 0.0
     _write_failed = False
     _bath_reader: BackgroundReader | None = None
+    _algometer_reader: BackgroundReader | None = None
     _note_requested = False
     _resume_requested = False
     _skip_requested = False
@@ -872,7 +873,7 @@ class Engine:
                 info = d.connect()
                 self.log("device_connected", role=info.role, model=info.model, port=info.port,
                          identity=info.identity, firmware=info.firmware, extra=info.extra)
-            self._start_bath_reader()
+            self._start_background_readers()
             for phase in self._plan():
                 if phase in done:
                     continue
@@ -909,20 +910,27 @@ class Engine:
             raise
         finally:
             self._safe_abort()
-            if self._bath_reader is not None:
-                self._bath_reader.stop()
+            for reader in (self._bath_reader, self._algometer_reader):
+                if reader is not None:
+                    reader.stop()
             if self.devices is not None:
                 self.devices.close()
             self.ui.close()
         return self._finish(status, message)
 
-    def _start_bath_reader(self) -> None:
-        """Read a real bath in a background thread (real time only), so a slow or silent bath never blocks keys."""
+    def _start_background_readers(self) -> None:
+        """Read a real bath (and, in pressure visits, a real algometer) in background threads (real time
+        only), so a slow or silent device never blocks the frame loop that handles Escape."""
         assert self.devices is not None
-        bath = self.devices.bath
-        if bath.model != "sim" and math.isfinite(self.clock.speed):
-            cfg = self.station.bath
-            self._bath_reader = BackgroundReader(bath.read_c, role="bath", port=bath.port, timeout_s=cfg.timeout_s)
+        if not math.isfinite(self.clock.speed):
+            return
+        bath, alg = self.devices.bath, self.devices.algometer
+        if bath.model != "sim":
+            self._bath_reader = BackgroundReader(bath.read_c, role="bath", port=bath.port,
+                                                 timeout_s=self.station.bath.timeout_s)
+        if alg.model != "sim" and self.p.protocol.ts_modality == "pressure":
+            self._algometer_reader = BackgroundReader(alg.read_kpa, role="algometer", port=alg.port,
+                                                      timeout_s=self.station.algometer.timeout_s, interval_s=0.1)
 
     def _read_bath(self) -> float:
         """Return the bath temperature: the background reader's latest value, or a direct read."""

@@ -14,8 +14,10 @@ from collections.abc import Callable
 
 from cpm_session.errors import DeviceError, DeviceTimeout
 
-POLL_S = 0.25
-"""Wall seconds between reads (the Julabo/Lauda minimum command spacing)."""
+POLL_S = 0.05
+"""Wall seconds between reads. Drivers enforce their own command spacing (Julabo/Lauda 250 ms) and reuse
+a reading younger than that, so polling faster only makes sure a fresh reading is taken as soon as the
+device allows."""
 
 
 class BackgroundReader:

@@ -424,7 +424,7 @@ def test_emulated_bath_out_of_range_blocks_the_immersion(tmp_path: Path, emulate
 
 
 def test_emulated_bath_drifting_out_during_the_immersion_warns(tmp_path: Path, emulated: Any) -> None:
-    speed = 50.0
+    speed = 25.0  # a 20 s immersion is 0.8 wall s: room for the bath's 250 ms command spacing under load
     path, st = emulated(speed)
 
     def hooks(ui: HookedUI) -> None:

@@ -33,6 +33,7 @@ from cpm_session.devices.factory import Devices, effective_cap, open_devices
 from cpm_session.errors import CpmError, DeviceError, SafetyLimitError, SessionError
 from cpm_session.ids import validate_participant_id, validate_visit
 from cpm_session.protocol import Protocol, load_protocol
+from cpm_session.resources import resolve
 from cpm_session.station import Station, load_station
 from cpm_session.ui.base import Choice, ParticipantUI, RatingPrompt
 
@@ -1063,11 +1064,8 @@ def run_simulated_visit(data_dir: str | Path, participant: str, visit: str, *,
                         truth: ParticipantTruth | None = None, clock: Clock | None = None, operator: str = "SIM",
                         station_path: str | Path = "hardware/sim.toml") -> Path:
     """Run a headless simulated visit on a virtual clock; return the session folder."""
-    root = Path(__file__).resolve().parent.parent
-    pp = Path(protocol_path)
-    sp = Path(station_path)
-    protocol = load_protocol(pp if pp.is_absolute() or pp.exists() else root / pp)
-    station = load_station(sp if sp.is_absolute() or sp.exists() else root / sp)
+    protocol = load_protocol(resolve(protocol_path))
+    station = load_station(resolve(station_path))
     return run_visit(protocol, station, data_dir=data_dir, participant=participant, visit=visit, seed=seed,
                      truth=truth, clock=clock, operator=operator).session_dir
 

@@ -21,12 +21,13 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cpm_session.resources import resource_dir
 from cpm_session.datalog import file_sha256
 from cpm_session.errors import CpmError, ProtocolFileError
 from cpm_session.protocol import _describe_error
 from cpm_session.ui.base import Choice
 
-QUESTIONNAIRE_DIR = Path(__file__).resolve().parent.parent / "questionnaires"
+QUESTIONNAIRE_DIR = resource_dir("questionnaires")
 """The repository's questionnaires/ folder (the default `base_dir`)."""
 LOCAL_SUBDIR = "local"
 WORDING_SUFFIX = ".items.toml"

@@ -25,6 +25,7 @@ import pandas as pd
 from cpm_session.analysis.constants import DEFAULT_CPM_THRESHOLD_ABS, SIGN_TAG
 from cpm_session.datalog import file_sha256, iter_session_dirs, read_events, set_path
 from cpm_session.errors import CpmError, SessionError
+from cpm_session.resources import resource_dir
 
 BASE_COLUMNS = [
     "participant", "visit", "date", "start_utc", "status", "log_complete", "protocol", "protocol_name",
@@ -164,7 +165,7 @@ def _recorded_threshold(header: dict[str, Any], start_fields: dict[str, Any]) ->
 def default_protocol_dirs(data_dir: Path, extra: list[Path] | None = None) -> list[Path]:
     """Return where a protocol recorded by relative path is looked for: the current directory, `data_dir`,
     its parent, `extra` and the package's folder (which holds `protocols/`)."""
-    return [Path.cwd(), data_dir, data_dir.parent, *(extra or []), Path(__file__).resolve().parents[2]]
+    return [Path.cwd(), data_dir, data_dir.parent, *(extra or []), resource_dir("protocols").parent]
 
 
 def cpm_threshold(recorded: dict[str, Any], start_fields: dict[str, Any], protocol: str | None,

@@ -19,8 +19,9 @@ import numpy as np
 from cpm_session import __version__
 from cpm_session.clock import VirtualClock
 from cpm_session.datalog import SessionFolder, file_sha256
+from cpm_session.resources import DEFAULT_PROTOCOL, resolve
 
-THERMAL_PROTOCOL = Path(__file__).resolve().parents[2] / "protocols" / "cpm-thermal.toml"
+THERMAL_PROTOCOL = resolve(DEFAULT_PROTOCOL)
 PRE_REPEATS = 3
 POST_REPEATS = 1
 CP_DURATION_S = 60.0
@@ -63,7 +64,7 @@ def write_session(data_dir: str | Path, participant: str, visit: str, *, truth: 
     rng = np.random.default_rng(seed)
     clock = VirtualClock()
     start = start or dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
-    proto_file = Path(protocol) if Path(protocol).is_absolute() else THERMAL_PROTOCOL.parents[1] / protocol
+    proto_file = resolve(protocol)
     proto_sha = file_sha256(proto_file) if proto_file.exists() else ""
     hdr = {"software_version": __version__, "protocol": protocol, "protocol_sha256": proto_sha,
            "protocol_name": "cpm-thermal", "station": "sim", "operator": "synth", "seed": seed,

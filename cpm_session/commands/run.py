@@ -8,15 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cpm_session.resources import resolve
+
 NAME = "run"
 HELP = "Run one CPM visit for a participant."
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def resolve(path: str) -> Path:
-    """Return `path` as given if it exists, else relative to the repository (protocols/, hardware/)."""
-    p = Path(path)
-    return p if p.exists() or p.is_absolute() else REPO_ROOT / p
+__all__ = ["resolve"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

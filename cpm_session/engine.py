@@ -152,6 +152,8 @@ class Engine:
         self.staff = staff
         self.operator = operator
         self.seed = seed
+        if participant is not None:
+            ui.responder, ui.chooser = participant.respond, participant.choose
         self.cap_c = effective_cap(protocol.safety.thermode_cap_c, station)
         self.devices = devices
         self.folder: SessionFolder | None = None
@@ -251,7 +253,7 @@ class Engine:
                 fields[key] = val.strip()
         for key, options in ALLOWED.items():  # ask the staff for what the note did not say
             if key not in fields:
-                idx = self.ui.choose(Choice(f"Adverse event – {key.replace('_', ' ')}", list(options), 120.0), None)
+                idx = self.ui.choose(Choice(f"Adverse event – {key.replace('_', ' ')}", list(options), 120.0))
                 if idx is not None:
                     fields[key] = options[idx]
         try:
@@ -359,7 +361,7 @@ class Engine:
             self._sample(self.clock.now())
             self.clock.sleep(min(0.1, self._frame_s()) if math.isfinite(self._frame_s()) else 0.1)
             nk = getattr(self.ui, "next_key_t", lambda: None)()
-            if nk is None and self.staff == "auto" and getattr(self.ui, "unattended", False):
+            if nk is None and self.staff == "auto" and self.sim is not None:
                 self._resume_requested = True  # unattended run: nothing could ever resume it
         self.paused = False
         self._pause_requested = False
@@ -403,7 +405,7 @@ class Engine:
         self.log("rating_prompt", phase=phase, trial=trial, attempt=attempt, question=question,
                  slider_px=geom.get("slider_px"), confirm_px=geom.get("confirm_px"), window_px=geom.get("window_px"))
         shown_t = self.clock.now()
-        result = self.ui.rate(prompt, self.sim.respond if self.sim else None)
+        result = self.ui.rate(prompt)
         site = self.p.cold_pressor.site if kind == "hand" else (
             self.p.calibration.site if phase in ("calibration", "verification", "ppt") else self.p.test_stimulus.site)
         row = {"phase": phase, "trial": trial, "attempt": attempt, "site": site,
@@ -772,8 +774,7 @@ class Engine:
             name = q.name
             answers: dict[str, Any] = {}
             for item in q.items:
-                idx = self.ui.choose(qmod.item_choice(q, item, self.p.ratings.timeout_s * 3),
-                                     self.sim.choose if self.sim else None)
+                idx = self.ui.choose(qmod.item_choice(q, item, self.p.ratings.timeout_s * 3))
                 answers[item.id] = qmod.value_of_choice(item, idx)
             res = qmod.questionnaire_result(q, answers, entered_by)
             self.log("questionnaire", name=name, **res)

@@ -20,7 +20,11 @@ KeyHandler = Callable[[str], None]
 It may raise (e.g. EmergencyStop) to unwind the engine; the UI must let that propagate."""
 
 Responder = Callable[["RatingPrompt"], "tuple[float | None, float]"]
-"""A simulated participant: return (rating or None for no answer, response time in session s)."""
+"""Something that answers rating prompts instead of a person at the screen (the simulated participant):
+return (rating or None for no answer, response time in session s)."""
+
+Chooser = Callable[["Choice"], "int | None"]
+"""Something that answers multiple-choice questions instead of a person (index, or None = no answer)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,33 @@ class ParticipantUI(ABC):
 
     key_handler: KeyHandler | None = None
     frame_s: float = 1 / 60  # wall seconds per frame (used to pace waits)
+    responder: Responder | None = None
+    """Set by whoever puts a simulated participant at the screen; None = a person answers."""
+    chooser: Chooser | None = None
+    """As `responder`, for multiple-choice questions."""
+    _pending_keys: list[tuple[float, str]]
+
+    # ------------------------------------------------------------------ keys pressed by software
+    def press(self, key: str, at_t: float) -> None:
+        """Queue a staff key press at session time `at_t` (a scripted test, or a simulated staff member);
+        it reaches `key_handler` from inside the frame loop exactly like a key on the keyboard."""
+        if not hasattr(self, "_pending_keys"):
+            self._pending_keys = []
+        self._pending_keys.append((at_t, key))
+        self._pending_keys.sort()
+
+    def next_key_t(self) -> float | None:
+        """Return when the next queued key is due (waits shorten themselves to it), or None."""
+        pending = getattr(self, "_pending_keys", None)
+        return pending[0][0] if pending else None
+
+    def deliver_pending_keys(self, now: float) -> None:
+        """Deliver every queued key due at or before session time `now` to `key_handler`."""
+        pending = getattr(self, "_pending_keys", None)
+        while pending and pending[0][0] <= now + 1e-9:
+            _, key = pending.pop(0)
+            if self.key_handler:
+                self.key_handler(key)
 
     @abstractmethod
     def open(self) -> None:
@@ -82,13 +113,15 @@ class ParticipantUI(ABC):
         """Draw one frame and deliver pending staff keys to `key_handler`."""
 
     @abstractmethod
-    def rate(self, prompt: RatingPrompt, responder: Responder | None) -> RatingResult:
+    def rate(self, prompt: RatingPrompt) -> RatingResult:
         """Show the slider until confirmed or `prompt.timeout_s` passes; keys keep flowing to `key_handler`.
-        With a `responder` (simulated participant) the UI places the marker itself after the response time."""
+        With a `responder` attached (simulated participant) the UI places the marker itself after the
+        response time."""
 
     @abstractmethod
-    def choose(self, choice: Choice, responder: Callable[[Choice], int | None] | None) -> int | None:
-        """Show a multiple-choice question; return the chosen option's index, or None on time-out."""
+    def choose(self, choice: Choice) -> int | None:
+        """Show a multiple-choice question; return the chosen option's index, or None on time-out
+        (answered by `chooser` when one is attached)."""
 
     def prompt_geometry(self, prompt: RatingPrompt) -> dict[str, Any]:
         """Return where the rating prompt will be drawn, before it is shown: {"slider_px": [l, t, r, b],

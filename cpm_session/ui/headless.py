@@ -6,11 +6,10 @@ times with `press(key, at_t)`, so every staff path is testable on a virtual cloc
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from cpm_session.clock import Clock
-from cpm_session.ui.base import Choice, ParticipantUI, RatingPrompt, RatingResult, Responder
+from cpm_session.ui.base import Choice, ParticipantUI, RatingPrompt, RatingResult
 
 RATING_POLL_S = 0.1
 """Session seconds between key checks while a headless rating is pending."""
@@ -19,20 +18,13 @@ RATING_POLL_S = 0.1
 class HeadlessUI(ParticipantUI):
     """Records what would be shown; answers through responders; delivers scripted keys."""
 
-    unattended = True  # nobody can press a key: a pause with no scripted resume ends by itself
-
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self.shown: list[tuple[float, str, str]] = []
         self.status: dict[str, Any] = {}
         self.texts: list[str] = []  # answers for ask_text, consumed in order
-        self._keys: list[tuple[float, str]] = []
+        self._pending_keys: list[tuple[float, str]] = []
         self.opened = False
-
-    def press(self, key: str, at_t: float) -> None:
-        """Schedule a staff key press at session time `at_t`."""
-        self._keys.append((at_t, key))
-        self._keys.sort()
 
     def open(self) -> None:
         self.opened = True
@@ -44,21 +36,13 @@ class HeadlessUI(ParticipantUI):
         if not self.shown or self.shown[-1][1] != screen:
             self.shown.append((self.clock.now(), screen, text))
 
-    def next_key_t(self) -> float | None:
-        """Return when the next scripted key is due (the engine shortens its waits to it)."""
-        return self._keys[0][0] if self._keys else None
-
     def tick(self) -> None:
-        now = self.clock.now()
-        while self._keys and self._keys[0][0] <= now + 1e-9:
-            _, key = self._keys.pop(0)
-            if self.key_handler:
-                self.key_handler(key)
+        self.deliver_pending_keys(self.clock.now())
 
-    def rate(self, prompt: RatingPrompt, responder: Responder | None) -> RatingResult:
+    def rate(self, prompt: RatingPrompt) -> RatingResult:
         self.show("rating", prompt.question)
         t0 = self.clock.now()
-        value, rt = responder(prompt) if responder else (None, prompt.timeout_s)
+        value, rt = self.responder(prompt) if self.responder else (None, prompt.timeout_s)
         if value is None or rt >= prompt.timeout_s:
             value, rt = None, prompt.timeout_s
         end = t0 + rt
@@ -76,11 +60,11 @@ class HeadlessUI(ParticipantUI):
     def prompt_geometry(self, prompt: RatingPrompt) -> dict[str, Any]:
         return {"slider_px": None, "confirm_px": None, "window_px": None}
 
-    def choose(self, choice: Choice, responder: Callable[[Choice], int | None] | None) -> int | None:
+    def choose(self, choice: Choice) -> int | None:
         self.show("question", choice.question)
         self.clock.sleep(1.0)
         self.tick()
-        return responder(choice) if responder else None
+        return self.chooser(choice) if self.chooser else None
 
     def set_status(self, status: dict[str, Any]) -> None:
         self.status = dict(status)

@@ -76,7 +76,7 @@ def _last_phase(log: bytes) -> str:
 def run(kills: int, seed: int = 1, keep: Path | None = None) -> dict[str, Any]:
     """Kill and resume `kills` visits; return the counts (copy folders failing `verify` into `keep`)."""
     from cpm_session import cli
-    from cpm_session.integrity import verify_session_report
+    from cpm_session.record.integrity import verify_session_report
 
     rng = random.Random(seed)
     res: dict[str, Any] = {"kills": kills, "killed_mid_visit": 0, "finished_before_kill": 0, "resumed_completed": 0,

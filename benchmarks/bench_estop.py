@@ -52,10 +52,10 @@ def run(n: int) -> dict[str, Any]:
     """Return key -> A latencies (ms) for `n` repetitions (every second one with a query in flight)."""
     from cpm_session.clock import RealClock
     from cpm_session.devices.factory import effective_cap, open_devices
-    from cpm_session.emulators import start_emulated_station
+    from cpm_session.sim.emulators import start_emulated_station
     from cpm_session.engine import EmergencyStop, Engine
-    from cpm_session.protocol import load_protocol
-    from cpm_session.station import load_station
+    from cpm_session.config.protocol import load_protocol
+    from cpm_session.config.station import load_station
     from cpm_session.ui.headless import HeadlessUI
 
     lat: dict[str, list[float]] = {"idle": [], "query in flight": []}

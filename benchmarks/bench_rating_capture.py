@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cpm_session.clock import RealClock  # noqa: E402
-from cpm_session.protocol import load_protocol  # noqa: E402
+from cpm_session.config.protocol import load_protocol  # noqa: E402
 from cpm_session.ui.base import RatingPrompt  # noqa: E402
 from cpm_session.ui.status import StatusView  # noqa: E402
 from tests.gui_helpers import Clicker, Screen, centre, ensure_display, slider_x, xdo  # noqa: E402

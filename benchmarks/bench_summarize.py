@@ -24,7 +24,7 @@ TEMPLATES = 10
 def make_engine(root: Path, n: int) -> None:
     """Write `n` folders by cloning TEMPLATES real simulated visits."""
     from cpm_session.engine import run_simulated_visit
-    from cpm_session.participant import ParticipantTruth
+    from cpm_session.sim.participant import ParticipantTruth
 
     tmpl_dir = root.parent / (root.name + "-templates")
     templates = []
@@ -47,7 +47,7 @@ def make_synth(root: Path, n: int) -> None:
     """Write `n` folders with the fast synthetic writer."""
     import datetime as dt
 
-    from cpm_session.analysis.synth import SynthTruth, write_session
+    from cpm_session.sim.synth import SynthTruth, write_session
 
     for k in range(n):
         visit = "baseline" if k % 2 == 0 else "post"

@@ -27,18 +27,18 @@ import numpy as np
 from cpm_session import __version__
 from cpm_session.calibration import fit_target, make_procedure, refine
 from cpm_session.clock import Clock
-from cpm_session.datalog import RATING_COLUMNS, SessionFolder, iso, read_events, utc_now, write_json_atomic
+from cpm_session.config.protocol import Protocol, load_protocol
+from cpm_session.config.station import Station, load_station
 from cpm_session.devices.background import BackgroundReader
 from cpm_session.devices.factory import Devices, effective_cap, open_devices
 from cpm_session.errors import CpmError, DeviceError, SafetyLimitError, SessionError
 from cpm_session.ids import validate_participant_id, validate_visit
-from cpm_session.protocol import Protocol, load_protocol
+from cpm_session.record.folder import RATING_COLUMNS, SessionFolder, iso, read_events, utc_now, write_json_atomic
 from cpm_session.resources import resolve
-from cpm_session.station import Station, load_station
 from cpm_session.ui.base import Choice, ParticipantUI, RatingPrompt
 
 if TYPE_CHECKING:  # simulation code stays out of the runtime import path of a real visit
-    from cpm_session.participant import ParticipantTruth, SimParticipant
+    from cpm_session.sim.participant import ParticipantTruth, SimParticipant
 
 # ---------------------------------------------------------------------------------------------------
 # The machine, declared once.
@@ -242,7 +242,7 @@ class Engine:
         self.log("note", text=text, operator=self.operator, phase=self.phase)
         if not text.strip().upper().startswith("AE:") or self.folder is None:
             return
-        from cpm_session.adverse_events import ALLOWED, record_adverse_event
+        from cpm_session.record.adverse_events import ALLOWED, record_adverse_event
 
         parts = [p.strip() for p in text.strip()[3:].split(";")]
         fields: dict[str, Any] = {"description": parts[0] or "(no description)", "onset_date": dt.date.today().isoformat()}
@@ -764,7 +764,7 @@ class Engine:
         names = self.p.questionnaires.names
         if not names:
             return {}
-        from cpm_session import questionnaires as qmod
+        from cpm_session.config import questionnaires as qmod
 
         self.ui.show("questionnaires_intro", self.p.texts.questionnaires_intro)
         self._wait(INSTRUCTION_S)
@@ -783,7 +783,7 @@ class Engine:
 
     def _preflight_questionnaires(self) -> list[Any]:
         """Load every questionnaire of the protocol (a real participant needs the licensed wording files)."""
-        from cpm_session import questionnaires as qmod
+        from cpm_session.config import questionnaires as qmod
 
         return [qmod.load_questionnaire(n, require_wording=self.sim is None) for n in self.p.questionnaires.names]
 
@@ -1048,7 +1048,7 @@ def run_visit(protocol: Protocol, station: Station, *, data_dir: str | Path, par
               speed: float | None = None, override_reason: str = "", devices: Devices | None = None) -> VisitOutcome:
     """Run one visit. With `simulate`, a simulated participant with `truth` answers every prompt."""
     from cpm_session.clock import VirtualClock
-    from cpm_session.participant import ParticipantTruth, SimParticipant
+    from cpm_session.sim.participant import ParticipantTruth, SimParticipant
     from cpm_session.ui.headless import HeadlessUI
 
     clock = clock or VirtualClock()
@@ -1094,7 +1094,7 @@ def resume_visit(session_dir: str | Path, *, ui: ParticipantUI | None = None, cl
                  protocol_path: str | Path | None = None, override_reason: str = "") -> VisitOutcome:
     """Resume an interrupted (killed, aborted or faulted) session in its own folder."""
     from cpm_session.clock import VirtualClock
-    from cpm_session.participant import ParticipantTruth, SimParticipant
+    from cpm_session.sim.participant import ParticipantTruth, SimParticipant
     from cpm_session.ui.headless import HeadlessUI
 
     d = Path(session_dir)

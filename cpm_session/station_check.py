@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cpm_session.clock import Clock, RealClock
+from cpm_session.config.protocol import Protocol
+from cpm_session.config.station import Station
 from cpm_session.devices.base import Algometer, Bath, Device, Thermode
 from cpm_session.errors import CpmError
-from cpm_session.protocol import Protocol
-from cpm_session.station import Station
 
 NEUTRAL_TOLERANCE_C = 0.5
 NEUTRAL_WAIT_S = 15.0

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cpm_session.adverse_events import (
+from cpm_session.record.adverse_events import (
     AE_LOG,
     ALLOWED,
     STATE_COLUMNS,
@@ -22,9 +22,9 @@ from cpm_session.adverse_events import (
 )
 from cpm_session.cli import main
 from cpm_session.clock import VirtualClock
-from cpm_session.datalog import GENESIS
+from cpm_session.record.folder import GENESIS
 from cpm_session.errors import CpmError, InvalidIdError
-from cpm_session.integrity import verify_ae_log
+from cpm_session.record.integrity import verify_ae_log
 
 TODAY = dt.date(2026, 3, 10)
 FIELDS = {"description": "Light-headed after the cold-water immersion", "onset_date": "2026-03-10",
@@ -107,7 +107,7 @@ def test_bad_operator_and_participant_write_nothing(tmp_path):
 
 def test_fatal_outcome_accepted_when_serious():
     # validation only: no file is needed to check consistency of a complete report
-    from cpm_session.adverse_events import validate_report
+    from cpm_session.record.adverse_events import validate_report
     assert validate_report(FIELDS | {"outcome": "fatal", "serious": "yes"}, today=TODAY)["outcome"] == "fatal"
 
 

@@ -10,7 +10,7 @@ import pytest
 from matplotlib import image as mpimg
 
 from cpm_session.analysis.plots import session_figure, study_figure
-from cpm_session.analysis.synth import SynthTruth, write_session
+from cpm_session.sim.synth import SynthTruth, write_session
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

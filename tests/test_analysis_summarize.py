@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cpm_session.analysis.summarize import ProtocolCache, bath_stats, cpm_category, read_session, summarize
-from cpm_session.analysis.synth import SynthTruth, write_session, write_unreadable
+from cpm_session.sim.synth import SynthTruth, write_session, write_unreadable
 from cpm_session.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,7 +135,7 @@ def test_aborted_killed_and_unreadable_sessions(tmp_path: Path) -> None:
 
 
 def test_integrity_column_when_module_present(tmp_path: Path) -> None:
-    pytest.importorskip("cpm_session.integrity")
+    pytest.importorskip("cpm_session.record.integrity")
     p = write_session(tmp_path, "P020", "baseline")
     lines = (p / "events.jsonl").read_bytes().split(b"\n")
     lines[5] = lines[5].replace(b'"trial": 1', b'"trial": 7')
@@ -161,7 +161,7 @@ def test_bath_stats_window(tmp_path: Path) -> None:
 
 def test_real_engine_session_matches_its_own_results(tmp_path: Path) -> None:
     engine = pytest.importorskip("cpm_session.engine")
-    from cpm_session.participant import ParticipantTruth
+    from cpm_session.sim.participant import ParticipantTruth
 
     p = engine.run_simulated_visit(tmp_path, "P001", "baseline", seed=3, truth=ParticipantTruth(withdrawal_s=45.0))
     res = header(p)["results"]
@@ -204,8 +204,8 @@ def test_read_session_raises_on_nothing(tmp_path: Path) -> None:
 def test_real_engine_resumed_and_pressure_sessions(tmp_path: Path) -> None:
     engine = pytest.importorskip("cpm_session.engine")
     from cpm_session.clock import VirtualClock
-    from cpm_session.protocol import load_protocol
-    from cpm_session.station import load_station
+    from cpm_session.config.protocol import load_protocol
+    from cpm_session.config.station import load_station
     from cpm_session.ui.headless import HeadlessUI
 
     pp = engine.run_simulated_visit(tmp_path, "P001", "baseline", protocol_path=ROOT / "protocols" / "cpm-pressure.toml",
@@ -251,7 +251,7 @@ def test_failing_integrity_check_keeps_the_row(tmp_path: Path) -> None:
 
 
 def test_withdrawal_from_a_control_immersion_is_not_an_early_cold_pressor_withdrawal(tmp_path: Path) -> None:
-    from cpm_session.datalog import EventLog, read_events
+    from cpm_session.record.folder import EventLog, read_events
 
     p = write_session(tmp_path, "P001", "baseline", seed=2)
     events, _ = read_events(p / "events.jsonl")

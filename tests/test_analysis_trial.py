@@ -104,9 +104,9 @@ def trial(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
     engine = pytest.importorskip("cpm_session.engine")
     from cpm_session.analysis.randomize import permuted_blocks, write_allocations
     from cpm_session.clock import VirtualClock
-    from cpm_session.participant import ParticipantTruth
-    from cpm_session.protocol import load_protocol
-    from cpm_session.station import load_station
+    from cpm_session.sim.participant import ParticipantTruth
+    from cpm_session.config.protocol import load_protocol
+    from cpm_session.config.station import load_station
     from cpm_session.ui.headless import HeadlessUI
 
     root = Path(__file__).resolve().parents[1]
@@ -216,7 +216,7 @@ def test_analyze_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_custom_visit_names_and_all_session_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import datetime as dt
 
-    from cpm_session.analysis.synth import SynthTruth, write_session
+    from cpm_session.sim.synth import SynthTruth, write_session
 
     rows = []
     for i in range(4):

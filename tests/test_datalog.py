@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cpm_session.datalog import GENESIS, EventLog, SessionFolder, line_hash, read_events
+from cpm_session.record.folder import GENESIS, EventLog, SessionFolder, line_hash, read_events
 from cpm_session.errors import SessionError
 
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-import cpm_session.datalog as datalog
-from cpm_session.datalog import read_events
-from cpm_session.devices.sim import SimThermode
-from cpm_session.integrity import check_chain
+import cpm_session.record.folder as datalog
+from cpm_session.record.folder import read_events
+from cpm_session.sim.devices import SimThermode
+from cpm_session.record.integrity import check_chain
 from tests.conftest import ROOT
 from tests.helpers import of, simulate
 
@@ -194,7 +194,7 @@ def test_disk_full_via_the_command_line_is_a_message_not_a_traceback(tiny_fs: Pa
 
 def test_after_the_disk_is_freed_the_visit_resumes_and_verifies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cpm_session.engine import resume_visit
-    from cpm_session.integrity import verify_session_report
+    from cpm_session.record.integrity import verify_session_report
 
     _fill_after(monkeypatch, 40)
     out, _, _ = simulate(tmp_path)

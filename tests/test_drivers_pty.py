@@ -16,9 +16,9 @@ import serial
 from cpm_session.clock import RealClock
 from cpm_session.devices.real import open_real, serial_settings
 from cpm_session.devices.tcs2 import TcsThermode
-from cpm_session.emulators import AlgometerEmulator, BathEmulator, TcsEmulator
+from cpm_session.sim.emulators import AlgometerEmulator, BathEmulator, TcsEmulator
 from cpm_session.errors import DeviceError, SafetyLimitError, StationFileError
-from cpm_session.station import RoleConfig
+from cpm_session.config.station import RoleConfig
 from tests.helpers import wait_for
 
 CAP_C, NEUTRAL_C = 49.0, 32.0
@@ -124,7 +124,7 @@ HOST_SCRIPT = textwrap.dedent("""
     import sys, time
     from cpm_session.clock import RealClock
     from cpm_session.devices.real import open_real
-    from cpm_session.station import RoleConfig
+    from cpm_session.config.station import RoleConfig
     dev = open_real("thermode", RoleConfig(model="tcs2", port=sys.argv[1]), cap_c=49.0, neutral_c=32.0,
                     clock=RealClock(float(sys.argv[2])))
     dev.connect()
@@ -321,5 +321,5 @@ def test_identity_without_line_ending_is_accepted_once_the_line_goes_quiet():
 def test_real_driver_path_never_imports_emulators():
     code = ("import sys; import cpm_session.devices.real as r; import cpm_session.devices.tcs2, "
             "cpm_session.devices.baths, cpm_session.devices.algometers, cpm_session.station_check; "
-            "bad = [m for m in sys.modules if m.startswith('cpm_session.emulators')]; assert not bad, bad")
+            "bad = [m for m in sys.modules if m.startswith('cpm_session.sim.emulators')]; assert not bad, bad")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from cpm_session import cli
-from cpm_session.integrity import verify_session_report
+from cpm_session.record.integrity import verify_session_report
 from tests.conftest import ROOT
 
 N_VISITS = 20
@@ -124,7 +124,7 @@ def test_kill_9_at_random_moments_then_resume_loses_nothing(tmp_path: Path) -> N
 
 KILL_BEFORE_ROW = """
 import os, signal, sys
-import cpm_session.datalog as dl
+import cpm_session.record.folder as dl
 from cpm_session.engine import run_simulated_visit
 orig, n = dl.CsvAppender.write, [0]
 def write(self, row):

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cpm_session.devices.sim import SimThermode
+from cpm_session.sim.devices import SimThermode
 from cpm_session.engine import cpm_values, run_visit
 from cpm_session.errors import SafetyLimitError, SessionError
-from cpm_session.participant import ParticipantTruth
-from cpm_session.protocol import load_protocol
-from cpm_session.station import load_station
+from cpm_session.sim.participant import ParticipantTruth
+from cpm_session.config.protocol import load_protocol
+from cpm_session.config.station import load_station
 from tests.conftest import PRESSURE, SIM_STATION, THERMAL
 from tests.helpers import events, of, simulate
 
@@ -289,7 +289,7 @@ def test_existing_session_folder_is_never_written_over(tmp_path: Path) -> None:
 
     from cpm_session.clock import VirtualClock
     from cpm_session.engine import Engine
-    from cpm_session.participant import SimParticipant
+    from cpm_session.sim.participant import SimParticipant
     from cpm_session.ui.headless import HeadlessUI
 
     c = VirtualClock()
@@ -323,7 +323,7 @@ def test_run_visit_rejects_bad_ids(tmp_path: Path) -> None:
 
 
 def test_real_participant_needs_licensed_wording_before_anything_is_written(tmp_path: Path) -> None:
-    from cpm_session.questionnaires import MissingWordingError
+    from cpm_session.config.questionnaires import MissingWordingError
 
     with pytest.raises(MissingWordingError, match="fiqr.items.toml"):
         run_visit(load_protocol(THERMAL), load_station(SIM_STATION), data_dir=tmp_path, participant="P1",

@@ -24,10 +24,10 @@ import pytest
 
 from cpm_session.cli import main
 from cpm_session.clock import VirtualClock
-from cpm_session.datalog import read_events
+from cpm_session.record.folder import read_events
 from cpm_session.export import ExportError
 from cpm_session.export.bids import export_bids
-from cpm_session.integrity import amend_session, apply_amendments
+from cpm_session.record.integrity import amend_session, apply_amendments
 
 N_PARTICIPANTS = 10
 VISITS = ("baseline", "post")
@@ -46,7 +46,7 @@ def _temp_dir(prefix: str) -> Path:
 @functools.lru_cache(maxsize=1)
 def build_study() -> Path:
     """Run the simulated study once per test process; return its data folder (do not modify it)."""
-    from cpm_session.adverse_events import record_adverse_event, update_adverse_event
+    from cpm_session.record.adverse_events import record_adverse_event, update_adverse_event
     from cpm_session.engine import run_simulated_visit
 
     root = _temp_dir("cpm-study-")

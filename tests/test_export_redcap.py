@@ -259,7 +259,7 @@ def test_session_values_round_trip_session_json() -> None:
 
 
 def test_adverse_events_are_a_repeating_instrument_matching_the_log() -> None:
-    from cpm_session.adverse_events import list_adverse_events
+    from cpm_session.record.adverse_events import list_adverse_events
 
     fields = {r["Variable / Field Name"]: r for r in dictionary()}
     ae_rows = [r for r in data_rows() if r["redcap_repeat_instrument"] == "adverse_events"]
@@ -326,7 +326,7 @@ def test_repeated_visit_fills_the_event_with_the_last_completed_session(tmp_path
 def test_licensed_questionnaire_wording_never_leaves_the_lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import dataclasses
 
-    from cpm_session import questionnaires
+    from cpm_session.config import questionnaires
     from cpm_session.export.bids import export_bids
 
     real = questionnaires.load_questionnaire

@@ -73,8 +73,8 @@ def run(protocol_path: Path, data_dir: Path, script: Callable[[], Any], shots: P
     from cpm_session.clock import RealClock
     from cpm_session.devices.factory import effective_cap, open_devices
     from cpm_session.engine import run_visit
-    from cpm_session.protocol import load_protocol
-    from cpm_session.station import load_station
+    from cpm_session.config.protocol import load_protocol
+    from cpm_session.config.station import load_station
     from cpm_session.ui.psychopy_ui import PsychoPyUI
     from cpm_session.ui.status import StatusView
 
@@ -128,7 +128,7 @@ def test_full_visit_in_the_window_with_skip(display: str, tmp_path: Path) -> Non
 def test_click_the_logged_slider_then_escape_stops_the_thermode(display: str, tmp_path: Path) -> None:
     """Click from the `slider_px` of a logged `rating_prompt`: the logged rating matches. Then Escape during a
     heat stimulus: `emergency_stop` is logged and the simulated thermode is at neutral within 100 ms."""
-    from cpm_session.participant import ParticipantTruth
+    from cpm_session.sim.participant import ParticipantTruth
 
     data = tmp_path / "data"
     fraction = 0.3

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cpm_session.clock import RealClock
-from cpm_session.protocol import load_protocol
+from cpm_session.config.protocol import load_protocol
 from cpm_session.ui.base import RatingPrompt
 from cpm_session.ui.status import StatusView
 from tests.conftest import THERMAL

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cpm_session.clock import RealClock
-from cpm_session.protocol import load_protocol
+from cpm_session.config.protocol import load_protocol
 from cpm_session.ui.base import Choice, RatingPrompt
 from cpm_session.ui.status import StatusView
 from tests.conftest import THERMAL

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cpm_session.clock import RealClock
-from cpm_session.protocol import load_protocol
+from cpm_session.config.protocol import load_protocol
 from cpm_session.ui.base import STAFF_KEYS, Choice, RatingPrompt
 from cpm_session.ui.status import StatusView
 from tests.conftest import THERMAL

@@ -5,14 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-SIM_MODULES = ["cpm_session.devices.sim", "cpm_session.participant", "cpm_session.emulators",
+SIM_MODULES = ["cpm_session.sim.devices", "cpm_session.sim.participant", "cpm_session.sim.emulators",
                "cpm_session.ui.headless"]
 
 
 def test_real_visit_path_imports_no_simulation_code() -> None:
     code = (
         "import sys\n"
-        "import cpm_session.engine, cpm_session.devices.real, cpm_session.devices.tcs2, cpm_session.station\n"
+        "import cpm_session.engine, cpm_session.devices.real, cpm_session.devices.tcs2, cpm_session.config.station\n"
         f"bad = [m for m in {SIM_MODULES!r} if m in sys.modules]\n"
         "print(bad)\n"
         "raise SystemExit(1 if bad else 0)\n"

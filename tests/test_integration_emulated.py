@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cpm_session.cli import main
-from cpm_session.emulators import start_emulated_station
+from cpm_session.sim.emulators import start_emulated_station
 from tests.conftest import PRESSURE
 from tests.helpers import events, of
 

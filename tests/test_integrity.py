@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from cpm_session.cli import main
 from cpm_session.clock import VirtualClock
-from cpm_session.datalog import GENESIS, SessionFolder, line_hash, read_events
-from cpm_session.integrity import (
+from cpm_session.record.folder import GENESIS, SessionFolder, line_hash, read_events
+from cpm_session.record.integrity import (
     IntegrityError,
     amend_session,
     apply_amendments,
@@ -464,7 +464,7 @@ def test_apply_amendments_never_changes_a_protected_field_or_anything_below_it()
 
 def test_dotted_paths_read_missing_as_none_and_set_through_non_objects() -> None:
     from cpm_session.analysis.summarize import set_dotted as summarize_set_dotted
-    from cpm_session.integrity import get_dotted, set_dotted
+    from cpm_session.record.integrity import get_dotted, set_dotted
 
     header: dict[str, Any] = {"results": {"ts_pre": 40.0, "cs": None}, "visit": "baseline"}
     assert get_dotted(header, "results.ts_pre") == 40.0

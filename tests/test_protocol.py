@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from cpm_session.cli import main
 from cpm_session.errors import ProtocolFileError
-from cpm_session.protocol import load_protocol, parse_protocol
+from cpm_session.config.protocol import load_protocol, parse_protocol
 from tests.conftest import PRESSURE, THERMAL, toml_dumps
 
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cpm_session.errors import CpmError, ProtocolFileError
-from cpm_session.questionnaires import (
+from cpm_session.config.questionnaires import (
     QUESTIONNAIRE_DIR,
     MissingWordingError,
     QuestionnaireAnswerError,

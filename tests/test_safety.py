@@ -24,15 +24,15 @@ import pytest
 from cpm_session.clock import RealClock
 from cpm_session.devices.factory import effective_cap
 from cpm_session.devices.real import open_real
-from cpm_session.devices.sim import SimThermode
+from cpm_session.sim.devices import SimThermode
 from cpm_session.devices.tcs2 import TcsThermode
 from cpm_session.devices.wire import tcs2 as wire
-from cpm_session.emulators import EmulatedStation, start_emulated_station
+from cpm_session.sim.emulators import EmulatedStation, start_emulated_station
 from cpm_session.engine import VisitOutcome, run_visit
 from cpm_session.errors import DeviceError, DeviceTimeout, ProtocolFileError, SafetyLimitError, StationFileError
-from cpm_session.participant import ParticipantTruth
-from cpm_session.protocol import load_protocol
-from cpm_session.station import RoleConfig, load_station
+from cpm_session.sim.participant import ParticipantTruth
+from cpm_session.config.protocol import load_protocol
+from cpm_session.config.station import RoleConfig, load_station
 from cpm_session.ui.base import RatingPrompt, RatingResult, Responder
 from cpm_session.ui.headless import HeadlessUI
 from tests.conftest import ROOT, SIM_STATION, THERMAL, toml_dumps

@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 
 from cpm_session.analysis.constants import FIGSIZE_SESSION, FIGSIZE_STUDY, PLOT_DPI, SIGN_TAG  # noqa: E402
 from cpm_session.analysis.summarize import immersions  # noqa: E402
-from cpm_session.datalog import read_events  # noqa: E402
+from cpm_session.record.folder import read_events  # noqa: E402
 
 PHASE_COLORS = {"calibration": "#7f7f7f", "verification": "#9467bd", "ts_pre": "#1f77b4", "cs": "#17becf",
                 "ts_post": "#d62728", "ppt": "#8c564b", "control_cs": "#bcbd22", "control_ts_post": "#e377c2"}

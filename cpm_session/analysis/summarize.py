@@ -23,8 +23,8 @@ from typing import Any
 import pandas as pd
 
 from cpm_session.analysis.constants import DEFAULT_CPM_THRESHOLD_ABS, SIGN_TAG
-from cpm_session.datalog import file_sha256, iter_session_dirs, read_events, set_path
 from cpm_session.errors import CpmError, SessionError
+from cpm_session.record.folder import file_sha256, iter_session_dirs, read_events, set_path
 from cpm_session.resources import resource_dir
 
 BASE_COLUMNS = [
@@ -44,7 +44,7 @@ META_KEYS = ("seq", "t", "wall", "event", "prev")
 INT_COLUMNS = ("bath_n", "n_deviations", "missing_ts_pre", "missing_ts_post", "log_events")
 _PROTECTED: tuple[str, ...]
 try:
-    from cpm_session.integrity import PROTECTED_FIELDS as _PROTECTED
+    from cpm_session.record.integrity import PROTECTED_FIELDS as _PROTECTED
 except ImportError:  # the integrity module is optional
     _PROTECTED = ("log_final_sha256", "log_events", "amendments", "protocol_sha256", "software_version")
 CATEGORIES = ("inhibition", "none", "facilitation")
@@ -480,7 +480,7 @@ def _stamp_of(path: Path) -> str:
 
 def _integrity_verifier() -> Callable[[Path], list[str]] | None:
     try:
-        mod = importlib.import_module("cpm_session.integrity")
+        mod = importlib.import_module("cpm_session.record.integrity")
     except ImportError:
         return None
     fn = getattr(mod, "verify_session", None)

@@ -12,7 +12,7 @@ PIPE_WIDTH = 220
 
 
 def _choices(field: str) -> str:
-    from cpm_session.adverse_events import ALLOWED
+    from cpm_session.record.adverse_events import ALLOWED
 
     return ", ".join(f"'{a}'" for a in ALLOWED[field])
 
@@ -63,7 +63,7 @@ def _fields(args: argparse.Namespace) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cpm_session import adverse_events as ae
+    from cpm_session.record import adverse_events as ae
 
     if args.ae_command == "add":
         rec = ae.record_adverse_event(args.data, args.participant, _fields(args), operator=args.operator,
@@ -89,8 +89,8 @@ def _list(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from cpm_session.adverse_events import AE_LOG, list_adverse_events
-    from cpm_session.integrity import verify_ae_log
+    from cpm_session.record.adverse_events import AE_LOG, list_adverse_events
+    from cpm_session.record.integrity import verify_ae_log
 
     console = Console(highlight=False, soft_wrap=True)
     if not console.is_terminal:  # a file or pipe: keep whole values on one line rather than 80 columns

@@ -16,8 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cpm_session.protocol import load_protocol
-    from cpm_session.station import load_station
+    from cpm_session.config.protocol import load_protocol
+    from cpm_session.config.station import load_station
     from cpm_session.station_check import check_station
 
     station = load_station(args.station)

@@ -26,8 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cpm_session.emulators import AlgometerEmulator, BathEmulator, PtyEmulator, TcsEmulator, role_snippet
     from cpm_session.errors import CpmError
+    from cpm_session.sim.emulators import AlgometerEmulator, BathEmulator, PtyEmulator, TcsEmulator, role_snippet
 
     model = args.model or MODELS[args.device][0]
     if model not in MODELS[args.device]:
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _status(emu: object) -> str:
-    from cpm_session.emulators import AlgometerEmulator, BathEmulator, TcsEmulator
+    from cpm_session.sim.emulators import AlgometerEmulator, BathEmulator, TcsEmulator
 
     if isinstance(emu, TcsEmulator):
         with emu.lock:

@@ -23,9 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cpm_session.config.protocol import load_protocol
+    from cpm_session.config.station import load_station
     from cpm_session.engine import load_session, resume_visit
-    from cpm_session.protocol import load_protocol
-    from cpm_session.station import load_station
 
     header, _ = load_session(args.session_dir)
     protocol = load_protocol(header["protocol"])

@@ -40,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def parse_truth(items: list[str]) -> Any:
     """Return a ParticipantTruth from KEY=VALUE strings (clear error for unknown keys/values)."""
     from cpm_session.errors import CpmError
-    from cpm_session.participant import ParticipantTruth
+    from cpm_session.sim.participant import ParticipantTruth
 
     fields = {f.name: f for f in dataclasses.fields(ParticipantTruth)}
     kw: dict[str, Any] = {}
@@ -145,11 +145,11 @@ def write_session_plot(outcome: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cpm_session.config.protocol import load_protocol
+    from cpm_session.config.station import load_station
     from cpm_session.engine import run_visit
     from cpm_session.errors import CpmError
     from cpm_session.ids import validate_participant_id, validate_visit
-    from cpm_session.protocol import load_protocol
-    from cpm_session.station import load_station
 
     validate_participant_id(args.participant)
     protocol = load_protocol(resolve(args.protocol))

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from cpm_session.commands.run import resolve
     from cpm_session.engine import run_simulated_visit
     from cpm_session.errors import CpmError
-    from cpm_session.participant import ParticipantTruth
+    from cpm_session.sim.participant import ParticipantTruth
 
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):

@@ -15,9 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cpm_session.config.protocol import load_protocol
+    from cpm_session.config.station import load_station
     from cpm_session.errors import CpmError
-    from cpm_session.protocol import load_protocol
-    from cpm_session.station import load_station
 
     bad = 0
     for f in args.files:

@@ -17,7 +17,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.markup import escape
 
-    from cpm_session.integrity import verify_path
+    from cpm_session.record.integrity import verify_path
 
     console = Console(highlight=False, soft_wrap=True)
     results = verify_path(args.path)

@@ -9,10 +9,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
-ABSOLUTE_MAX_C = 50.0
-"""No thermode target may ever exceed this, whatever a protocol or station says."""
+from cpm_session.limits import ABSOLUTE_MAX_C, ABSOLUTE_MIN_C, check_cap, check_target
 
-ABSOLUTE_MIN_C = 0.0
+__all__ = ["ABSOLUTE_MAX_C", "ABSOLUTE_MIN_C", "check_cap"]
 
 
 @dataclass(frozen=True)
@@ -69,11 +68,7 @@ class Thermode(Device):
 
     def check_target(self, target_c: float) -> None:
         """Raise SafetyLimitError unless `target_c` is within [0, cap_c]."""
-        from cpm_session.errors import SafetyLimitError
-
-        if not (ABSOLUTE_MIN_C <= target_c <= self.cap_c):
-            raise SafetyLimitError(
-                f"{self.role} on {self.port}: target {target_c:.1f} °C refused, cap is {self.cap_c:.1f} °C")
+        check_target(target_c, self.cap_c, who=f"{self.role} on {self.port}")
 
     @abstractmethod
     def stimulate(self, target_c: float, rise_c_per_s: float, return_c_per_s: float, duration_s: float) -> None:
@@ -131,10 +126,3 @@ class Algometer(Device):
     def zero(self) -> None:
         """Tare the gauge."""
 
-
-def check_cap(cap_c: float) -> None:
-    """Raise SafetyLimitError if a configured cap is above the absolute maximum."""
-    from cpm_session.errors import SafetyLimitError
-
-    if not (ABSOLUTE_MIN_C < cap_c <= ABSOLUTE_MAX_C):
-        raise SafetyLimitError(f"thermode cap {cap_c} °C is outside (0, {ABSOLUTE_MAX_C}] °C")

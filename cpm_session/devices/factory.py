@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cpm_session import limits
 from cpm_session.clock import Clock
+from cpm_session.config.station import RoleConfig, Station
 from cpm_session.devices.base import Algometer, Bath, Thermode
-from cpm_session.errors import SafetyLimitError
-from cpm_session.station import RoleConfig, Station
 
 
 @dataclass
@@ -38,12 +38,9 @@ def _extra(cfg: RoleConfig, key: str, default: float) -> float:
     return float(extra.get(key, default))
 
 
-def effective_cap(protocol_cap_c: float, station: Station) -> float:
-    """Return the cap in force: the lower of the protocol's and the station's; refuse above 50 °C."""
-    cap = min(protocol_cap_c, station.station.max_thermode_c)
-    if cap > 50.0:
-        raise SafetyLimitError(f"thermode cap {cap} °C above 50 °C")
-    return cap
+def effective_cap(protocol_cap_c: float, station: Station, neutral_c: float | None = None) -> float:
+    """Return the cap in force for this station (see limits.effective_cap)."""
+    return limits.effective_cap(protocol_cap_c, station.station.max_thermode_c, neutral_c)
 
 
 def open_devices(station: Station, *, cap_c: float, neutral_c: float, clock: Clock, seed: int = 0) -> Devices:
@@ -52,7 +49,7 @@ def open_devices(station: Station, *, cap_c: float, neutral_c: float, clock: Clo
 
     def make(role: str, cfg: RoleConfig):  # type: ignore[no-untyped-def]
         if cfg.model == "sim":
-            from cpm_session.devices.sim import SimAlgometer, SimBath, SimThermode  # only when a station asks
+            from cpm_session.sim.devices import SimAlgometer, SimBath, SimThermode  # only when a station asks
 
             if role == "thermode":
                 return SimThermode(clock, cap_c, neutral_c, rng=rng)

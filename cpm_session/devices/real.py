@@ -11,10 +11,10 @@ from typing import Any
 import serial
 
 from cpm_session.clock import Clock
+from cpm_session.config.station import RoleConfig
 from cpm_session.devices.base import Device
 from cpm_session.devices.wire import julabo, lauda, mark10, thermometer, wagner
 from cpm_session.errors import DeviceDisconnected, StationFileError
-from cpm_session.station import RoleConfig
 
 OPEN_TIMEOUT_S = 0.05
 """Read time-out of the port itself: the reader thread polls; replies use `cfg.timeout_s`."""

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cpm_session.datalog import iter_session_dirs, read_events
 from cpm_session.errors import CpmError
-from cpm_session.integrity import AE_LOG, apply_amendments, verify_ae_log, verify_session_report
+from cpm_session.record.folder import iter_session_dirs, read_events
+from cpm_session.record.integrity import AE_LOG, apply_amendments, verify_ae_log, verify_session_report
 
 TS_LIST_FIELDS = ("results.ts_pre_ratings", "results.ts_post_ratings")
 TS_MEAN_FIELDS = ("results.ts_pre", "results.ts_post")
@@ -151,7 +151,7 @@ def load_session(path: Path) -> SessionData:
 def read_adverse_events(data_dir: Path, participant: str) -> list[dict[str, Any]]:
     """Return a participant's adverse events, one dict per ae_id (later lines update earlier ones)."""
     try:
-        from cpm_session.adverse_events import list_adverse_events
+        from cpm_session.record.adverse_events import list_adverse_events
     except ImportError:  # older installs without the adverse-event module: read the log directly
         pass
     else:
@@ -195,7 +195,7 @@ def questionnaire_labels(name: str) -> dict[str, Any]:
     never leaves the lab in an export). Empty when the questionnaire file cannot be loaded.
     """
     try:
-        from cpm_session.questionnaires import WORDING_INCLUDED, load_questionnaire
+        from cpm_session.config.questionnaires import WORDING_INCLUDED, load_questionnaire
 
         q = load_questionnaire(name)
     except (CpmError, ImportError, OSError):

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from cpm_session import __version__
-from cpm_session.datalog import get_path
 from cpm_session.export import (
     ExportError,
     SessionData,
@@ -36,6 +35,7 @@ from cpm_session.export import (
     questionnaire_labels,
     sessions_by_visit,
 )
+from cpm_session.record.folder import get_path
 
 BIDS_VERSION = "1.9.0"
 TASK = "cpm"

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cpm_session.datalog import get_path
 from cpm_session.export import (
     ExportError,
     SessionData,
@@ -32,6 +31,7 @@ from cpm_session.export import (
     questionnaire_labels,
     sessions_by_visit,
 )
+from cpm_session.record.folder import get_path
 
 DICTIONARY_HEADERS = [
     "Variable / Field Name", "Form Name", "Section Header", "Field Type", "Field Label",
@@ -298,7 +298,7 @@ def _questionnaire_fields(used: set[str], study: Study, forms_used: set[str]) ->
 def ae_vocabulary() -> dict[str, tuple[str, ...]]:
     """Return the adverse-event controlled vocabularies (coded 1..n in REDCap, in this order)."""
     try:
-        from cpm_session.adverse_events import ALLOWED
+        from cpm_session.record.adverse_events import ALLOWED
     except ImportError:
         return {}
     return {k: tuple(v) for k, v in ALLOWED.items() if k != "serious"}

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from cpm_session.clock import Clock
+from cpm_session.config.protocol import Protocol
 from cpm_session.errors import SessionError
-from cpm_session.protocol import Protocol
 from cpm_session.ui.base import STAFF_KEYS, Choice, ParticipantUI, RatingPrompt, RatingResult, Responder
 from cpm_session.ui.help import help_lines
 from cpm_session.ui.status import StatusView

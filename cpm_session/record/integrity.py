@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cpm_session.datalog import GENESIS, EventLog, get_path, line_hash, set_path, write_json_atomic
 from cpm_session.errors import CpmError, SessionError
+from cpm_session.record.folder import GENESIS, EventLog, get_path, line_hash, set_path, write_json_atomic
 
 SESSION_FILES = ("session.json", "events.jsonl", "ratings.csv", "devices.csv")
 AE_LOG = "adverse_events.jsonl"
@@ -276,7 +276,7 @@ def _check_devices(path: Path, result: VerifyResult) -> None:
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         result.problems.append(f"devices.csv cannot be read: {e}")
         return
-    from cpm_session.datalog import DEVICE_COLUMNS
+    from cpm_session.record.folder import DEVICE_COLUMNS
 
     if header != DEVICE_COLUMNS:
         result.problems.append(f"devices.csv header is {header}, expected {DEVICE_COLUMNS}")
@@ -425,7 +425,7 @@ def apply_amendments(header: dict[str, Any], events: Iterable[dict[str, Any]] | 
 
 def load_effective_header(session_dir: str | Path) -> dict[str, Any]:
     """Read a session's header and log and return the header with amendments applied."""
-    from cpm_session.datalog import read_events
+    from cpm_session.record.folder import read_events
 
     session_dir = Path(session_dir)
     header, err = _read_header(session_dir / "session.json")
@@ -507,7 +507,7 @@ def _amend_locked(session_dir: Path, field: str, new_value: Any, reason: str, op
     if header.get("status") in LIVE_STATUSES:
         raise IntegrityError(f"{session_dir} has status {header.get('status')!r}: it is still running or its "
                              f"process was killed; resume or close it before amending")
-    from cpm_session.datalog import read_events
+    from cpm_session.record.folder import read_events
 
     events, _ = read_events(session_dir / "events.jsonl")
     old = get_dotted(apply_amendments(header, events), field)

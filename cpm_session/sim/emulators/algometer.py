@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from cpm_session.devices.transport import split_lines
 from cpm_session.devices.wire import from_kpa, mark10, wagner
-from cpm_session.emulators.base import PtyEmulator
+from cpm_session.sim.emulators.base import PtyEmulator
 
 MODELS = ("wagner-fdx", "mark10")
 DEFAULT_REST_S = 6.0

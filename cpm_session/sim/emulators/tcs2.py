@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass, field
 
 from cpm_session.devices.wire import tcs2 as wire
-from cpm_session.emulators.base import PtyEmulator
+from cpm_session.sim.emulators.base import PtyEmulator
 
 POWER_ON_NEUTRAL_C = 30.0
 POWER_ON_TARGET_C = 10.0

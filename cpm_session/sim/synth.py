@@ -18,7 +18,7 @@ import numpy as np
 
 from cpm_session import __version__
 from cpm_session.clock import VirtualClock
-from cpm_session.datalog import SessionFolder, file_sha256
+from cpm_session.record.folder import SessionFolder, file_sha256
 from cpm_session.resources import DEFAULT_PROTOCOL, resolve
 
 THERMAL_PROTOCOL = resolve(DEFAULT_PROTOCOL)
@@ -32,7 +32,7 @@ DEVICE_RATE_HZ = 1.0
 
 @dataclass
 class SynthTruth:
-    """Ground truth of a synthetic participant (mirrors cpm_session.participant.ParticipantTruth)."""
+    """Ground truth of a synthetic participant (mirrors cpm_session.sim.participant.ParticipantTruth)."""
 
     pain60_c: float = 45.0
     cpm_effect: float = 0.2
@@ -197,13 +197,13 @@ def write_session(data_dir: str | Path, participant: str, visit: str, *, truth: 
     log.append("results", **res)
     out = _finish(sf, clock, log, thermode, bath, status, header, res, q)
     if amendments:
-        from cpm_session.datalog import EventLog
+        from cpm_session.record.folder import EventLog
         alog = EventLog(out / "events.jsonl", clock.now, fsync=False)
         for a in amendments:
             alog.append("amendment", **a)
         alog.close()
         if header:
-            from cpm_session.datalog import write_json_atomic
+            from cpm_session.record.folder import write_json_atomic
             hdr_now = json.loads((out / "session.json").read_text(encoding="utf-8"))
             hdr_now.update(log_final_sha256=alog.prev, log_events=alog.seq)
             write_json_atomic(out / "session.json", hdr_now)

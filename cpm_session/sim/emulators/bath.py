@@ -12,7 +12,7 @@ import random
 import time
 
 from cpm_session.devices.transport import split_lines
-from cpm_session.emulators.base import PtyEmulator
+from cpm_session.sim.emulators.base import PtyEmulator
 
 MIN_SPACING_S = 0.25
 SPACING_JITTER_S = 0.05

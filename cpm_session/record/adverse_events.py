@@ -1,6 +1,6 @@
 """Adverse events: an append-only, hash-chained log per participant.
 
-``<data>/<participant>/adverse_events.jsonl`` is written through `cpm_session.datalog.EventLog`, so
+``<data>/<participant>/adverse_events.jsonl`` is written through `cpm_session.record.folder.EventLog`, so
 every line carries ``seq``, ``t``, ``wall``, ``event`` and ``prev`` (SHA-256 of the previous line) and
 is fsync'd before the call returns. Two kinds of line:
 
@@ -22,9 +22,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from cpm_session.datalog import EventLog, read_events
 from cpm_session.errors import CpmError, SessionError
 from cpm_session.ids import validate_participant_id
+from cpm_session.record.folder import EventLog, read_events
 
 AE_LOG = "adverse_events.jsonl"
 EVENT_REPORT = "adverse_event"

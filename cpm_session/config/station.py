@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from cpm_session.devices.base import ABSOLUTE_MAX_C
 from cpm_session.errors import StationFileError
+from cpm_session.limits import ABSOLUTE_MAX_C
 
 THERMODE_MODELS = ("sim", "tcs2")
 BATH_MODELS = ("sim", "julabo", "lauda", "serial-thermometer")

@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cpm_session.datalog import file_sha256
-from cpm_session.devices.base import ABSOLUTE_MAX_C
 from cpm_session.errors import ProtocolFileError
+from cpm_session.limits import ABSOLUTE_MAX_C
+from cpm_session.record.folder import file_sha256
 
 
 class _Strict(BaseModel):

@@ -17,10 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cpm_session.emulators.algometer import AlgometerEmulator
-from cpm_session.emulators.base import PtyEmulator
-from cpm_session.emulators.bath import BathEmulator
-from cpm_session.emulators.tcs2 import TcsEmulator
+from cpm_session.sim.emulators.algometer import AlgometerEmulator
+from cpm_session.sim.emulators.base import PtyEmulator
+from cpm_session.sim.emulators.bath import BathEmulator
+from cpm_session.sim.emulators.tcs2 import TcsEmulator
 
 __all__ = ["AlgometerEmulator", "BathEmulator", "EmulatedStation", "PtyEmulator", "TcsEmulator",
            "role_snippet", "start_emulated_station"]
@@ -93,7 +93,7 @@ def start_emulated_station(tmpdir: str | Path, speed: float = 1.0, *, bath_model
     except BaseException:
         th.stop()
         raise
-    text = (f'# Written by cpm_session.emulators.start_emulated_station (speed {speed:g}).\n'
+    text = (f'# Written by cpm_session.sim.emulators.start_emulated_station (speed {speed:g}).\n'
             f'[station]\nname = "{name}"\nemulated = true\n\n'
             + role_snippet("thermode", th, timeout_s=timeout_s) + "\n"
             + role_snippet("bath", ba, timeout_s=timeout_s) + "\n"

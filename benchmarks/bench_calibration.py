@@ -35,10 +35,11 @@ REQUIRED_SHARE = 0.90
 def calibrate_once(protocol: Any, station: Any, truth: Any, seed: int, folder: Path) -> dict[str, Any]:
     """Run the engine's heat calibration once; return its output plus the stimuli delivered."""
     from cpm_session.clock import VirtualClock
+    from cpm_session.devices.factory import effective_cap
     from cpm_session.record.folder import SessionFolder
-    from cpm_session.devices.factory import effective_cap, open_devices
-    from cpm_session.engine import Engine
     from cpm_session.sim.participant import SimParticipant
+    from cpm_session.sim.world import Engine
+    from cpm_session.sim.world import build_devices as open_devices
     from cpm_session.ui.headless import HeadlessUI
 
     clock = VirtualClock()
@@ -64,9 +65,9 @@ def calibrate_once(protocol: Any, station: Any, truth: Any, seed: int, folder: P
 def run(seeds: int, noise: tuple[float, ...] = NOISE_SD, truths: tuple[float, ...] = TRUE_PAIN60_C,
         protocol_path: Path | None = None) -> dict[str, Any]:
     """Run the grid; return overall and per-cell figures."""
-    from cpm_session.sim.participant import ParticipantTruth
     from cpm_session.config.protocol import load_protocol
     from cpm_session.config.station import load_station
+    from cpm_session.sim.participant import ParticipantTruth
 
     protocol = load_protocol(protocol_path or ROOT / "protocols" / "cpm-thermal.toml")
     station = load_station(ROOT / "hardware" / "sim.toml")

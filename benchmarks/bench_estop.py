@@ -51,11 +51,12 @@ def _blocked_query(dev: Any) -> None:
 def run(n: int) -> dict[str, Any]:
     """Return key -> A latencies (ms) for `n` repetitions (every second one with a query in flight)."""
     from cpm_session.clock import RealClock
-    from cpm_session.devices.factory import effective_cap, open_devices
-    from cpm_session.sim.emulators import start_emulated_station
-    from cpm_session.engine import EmergencyStop, Engine
     from cpm_session.config.protocol import load_protocol
     from cpm_session.config.station import load_station
+    from cpm_session.devices.factory import effective_cap, open_devices
+    from cpm_session.session import EmergencyStop, SessionSettings
+    from cpm_session.session.visit import make_context
+    from cpm_session.sim.emulators import start_emulated_station
     from cpm_session.ui.headless import HeadlessUI
 
     lat: dict[str, list[float]] = {"idle": [], "query in flight": []}
@@ -69,7 +70,7 @@ def run(n: int) -> dict[str, Any]:
         try:
             for d in devs.all():
                 d.connect()
-            eng = Engine(prot, station, ui=HeadlessUI(clock), clock=clock, devices=devs)
+            eng = make_context(prot, station, ui=HeadlessUI(clock), clock=clock, devices=devs, settings=SessionSettings())
             for i in range(n):
                 devs.thermode.stimulate(45.0, 10.0, 10.0, 5.0)
                 if not _wait(lambda: emu.stimulating):

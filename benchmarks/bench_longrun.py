@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 
-from cpm_session.engine import run_simulated_visit
+from cpm_session.sim.world import run_simulated_visit
 
 HEAP_GROWTH_LIMIT_MB = 2.0
 """Allowed growth of the Python heap after warm-up over the whole run."""

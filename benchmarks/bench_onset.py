@@ -63,11 +63,11 @@ def run(speed: float, visits: int = 1) -> dict[str, Any]:
 
 def _one_visit(speed: float, seed: int) -> tuple[list[float], set[str]]:
     from cpm_session.clock import RealClock
-    from cpm_session.record.folder import read_events
-    from cpm_session.sim.emulators import start_emulated_station
-    from cpm_session.engine import run_visit
     from cpm_session.config.protocol import load_protocol
     from cpm_session.config.station import load_station
+    from cpm_session.record.folder import read_events
+    from cpm_session.sim.emulators import start_emulated_station
+    from cpm_session.sim.world import run_visit
     from cpm_session.ui.headless import HeadlessUI
 
     with tempfile.TemporaryDirectory() as tmp_s:

@@ -13,10 +13,10 @@ import threading
 import time
 
 from cpm_session.clock import RealClock
-from cpm_session.devices.real import open_real
-from cpm_session.sim.emulators import TcsEmulator
-from cpm_session.errors import DeviceError
 from cpm_session.config.station import RoleConfig
+from cpm_session.devices.real import open_real
+from cpm_session.errors import DeviceError
+from cpm_session.sim.emulators import TcsEmulator
 
 SPEED = 50.0
 """Emulator and host speed: 0.1 device-s stimuli finish in 2 wall-ms, so repetitions do not overlap."""

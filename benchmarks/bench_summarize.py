@@ -23,8 +23,8 @@ TEMPLATES = 10
 
 def make_engine(root: Path, n: int) -> None:
     """Write `n` folders by cloning TEMPLATES real simulated visits."""
-    from cpm_session.engine import run_simulated_visit
     from cpm_session.sim.participant import ParticipantTruth
+    from cpm_session.sim.world import run_simulated_visit
 
     tmpl_dir = root.parent / (root.name + "-templates")
     templates = []

@@ -21,6 +21,10 @@ class Clock(Protocol):
         """Let `seconds` of session time pass."""
         ...
 
+    def restart(self) -> None:
+        """Make now() count from 0 again where the clock can (a real clock, once the window is open)."""
+        ...
+
 
 class RealClock:
     """Wall time scaled by `speed` (1.0 for a real visit; >1 compresses a simulated visit).
@@ -70,6 +74,30 @@ class VirtualClock:
             with self._lock:
                 self._t += seconds
 
+    def restart(self) -> None:
+        """Virtual time does not restart: a test's clock keeps its own origin."""
+
     def advance(self, seconds: float) -> None:
         """Advance virtual time (alias of sleep, for readability in tests)."""
         self.sleep(seconds)
+
+
+class OffsetClock:
+    """A clock that continues from `offset` (used by resume so session time keeps increasing)."""
+
+    def __init__(self, base: Clock, offset: float) -> None:
+        self.base, self.offset, self.speed = base, offset, base.speed
+
+    def now(self) -> float:
+        """Return the base clock's time plus the offset."""
+        return self.base.now() + self.offset
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep on the base clock."""
+        self.base.sleep(seconds)
+
+    def restart(self) -> None:
+        """Restart the base clock, keeping this clock's time continuous from the offset."""
+        before = self.now()
+        self.base.restart()
+        self.offset = before - self.base.now() if before > self.offset else self.offset

@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from cpm_session.clock import VirtualClock
-from cpm_session.devices.factory import Devices, open_devices
-from cpm_session.engine import VisitOutcome, run_visit
-from cpm_session.sim.participant import ParticipantTruth
 from cpm_session.config.protocol import Protocol, load_protocol
 from cpm_session.config.station import Station, load_station
+from cpm_session.devices.factory import Devices
+from cpm_session.sim.participant import ParticipantTruth
+from cpm_session.sim.world import VisitOutcome, run_visit
+from cpm_session.sim.world import build_devices as open_devices
 from cpm_session.ui.headless import HeadlessUI
 from tests.conftest import SIM_STATION, THERMAL
 

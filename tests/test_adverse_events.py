@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from cpm_session.cli import main
+from cpm_session.clock import VirtualClock
+from cpm_session.errors import CpmError, InvalidIdError
 from cpm_session.record.adverse_events import (
     AE_LOG,
     ALLOWED,
@@ -20,10 +23,7 @@ from cpm_session.record.adverse_events import (
     record_adverse_event,
     update_adverse_event,
 )
-from cpm_session.cli import main
-from cpm_session.clock import VirtualClock
 from cpm_session.record.folder import GENESIS
-from cpm_session.errors import CpmError, InvalidIdError
 from cpm_session.record.integrity import verify_ae_log
 
 TODAY = dt.date(2026, 3, 10)

@@ -28,7 +28,7 @@ def test_session_figure_from_synthetic_and_real_sessions(tmp_path: Path) -> None
     h, w = mpimg.imread(out).shape[:2]
     assert (w, h) == (1100, 990)
     assert drawn_fraction(out) > 0.03
-    engine = pytest.importorskip("cpm_session.engine")
+    engine = pytest.importorskip("cpm_session.sim.world")
     q = engine.run_simulated_visit(tmp_path / "e", "P002", "baseline", seed=2)
     assert drawn_fraction(session_figure(q, tmp_path / "e.png")) > 0.03
 

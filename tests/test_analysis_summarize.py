@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from cpm_session.analysis.summarize import ProtocolCache, bath_stats, cpm_category, read_session, summarize
-from cpm_session.sim.synth import SynthTruth, write_session, write_unreadable
 from cpm_session.cli import main
+from cpm_session.sim.synth import SynthTruth, write_session, write_unreadable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -160,7 +160,7 @@ def test_bath_stats_window(tmp_path: Path) -> None:
 
 
 def test_real_engine_session_matches_its_own_results(tmp_path: Path) -> None:
-    engine = pytest.importorskip("cpm_session.engine")
+    engine = pytest.importorskip("cpm_session.sim.world")
     from cpm_session.sim.participant import ParticipantTruth
 
     p = engine.run_simulated_visit(tmp_path, "P001", "baseline", seed=3, truth=ParticipantTruth(withdrawal_s=45.0))
@@ -202,7 +202,7 @@ def test_read_session_raises_on_nothing(tmp_path: Path) -> None:
 
 
 def test_real_engine_resumed_and_pressure_sessions(tmp_path: Path) -> None:
-    engine = pytest.importorskip("cpm_session.engine")
+    engine = pytest.importorskip("cpm_session.sim.world")
     from cpm_session.clock import VirtualClock
     from cpm_session.config.protocol import load_protocol
     from cpm_session.config.station import load_station

@@ -101,12 +101,12 @@ def test_reactivation_and_retest_sample(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------- the simulated trial
 @pytest.fixture(scope="module")
 def trial(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
-    engine = pytest.importorskip("cpm_session.engine")
+    engine = pytest.importorskip("cpm_session.sim.world")
     from cpm_session.analysis.randomize import permuted_blocks, write_allocations
     from cpm_session.clock import VirtualClock
-    from cpm_session.sim.participant import ParticipantTruth
     from cpm_session.config.protocol import load_protocol
     from cpm_session.config.station import load_station
+    from cpm_session.sim.participant import ParticipantTruth
     from cpm_session.ui.headless import HeadlessUI
 
     root = Path(__file__).resolve().parents[1]

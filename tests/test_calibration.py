@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from cpm_session.calibration import AscendingSeries, Staircase, fit_target, refine
-from cpm_session.sim.participant import ParticipantTruth
 from cpm_session.config.protocol import load_protocol
+from cpm_session.sim.participant import ParticipantTruth
 from tests.conftest import THERMAL
 from tests.helpers import events, of, simulate
 
@@ -125,10 +125,10 @@ def test_control_conditioning_gives_net_cpm(tmp_path: Path, write_protocol) -> N
 
 
 def test_note_and_adverse_event_key_during_visit(tmp_path: Path) -> None:
-    from cpm_session.record.adverse_events import list_adverse_events
     from cpm_session.clock import VirtualClock
-    from cpm_session.engine import run_visit
     from cpm_session.config.station import load_station
+    from cpm_session.record.adverse_events import list_adverse_events
+    from cpm_session.sim.world import run_visit
     from cpm_session.ui.headless import HeadlessUI
     from tests.conftest import SIM_STATION
 
@@ -164,8 +164,8 @@ def test_note_key_waits_for_a_safe_point(tmp_path: Path) -> None:
     stim = [e for e in of(evs, "stimulus") if e["phase"] == "ts_pre"][0]
     t_in = of(evs, "cold_pressor_start")[0]["t"]
     from cpm_session.clock import VirtualClock
-    from cpm_session.engine import run_visit
     from cpm_session.config.station import load_station
+    from cpm_session.sim.world import run_visit
     from cpm_session.ui.headless import HeadlessUI
     from tests.conftest import SIM_STATION
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cpm_session.record.folder import GENESIS, EventLog, SessionFolder, line_hash, read_events
 from cpm_session.errors import SessionError
+from cpm_session.record.folder import GENESIS, EventLog, SessionFolder, line_hash, read_events
 
 
 def test_chain_and_fsync_per_event(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

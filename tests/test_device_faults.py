@@ -11,12 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cpm_session.clock import RealClock
+from cpm_session.config.station import RoleConfig
 from cpm_session.devices.real import open_real
 from cpm_session.devices.transport import Transport, split_lines
 from cpm_session.devices.wire import julabo
-from cpm_session.sim.emulators import AlgometerEmulator, BathEmulator, TcsEmulator
 from cpm_session.errors import DeviceDisconnected, DeviceError, DeviceTimeout
-from cpm_session.config.station import RoleConfig
+from cpm_session.sim.emulators import AlgometerEmulator, BathEmulator, TcsEmulator
 from tests.helpers import wait_for
 
 CAP_C, NEUTRAL_C = 49.0, 32.0

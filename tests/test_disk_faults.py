@@ -20,8 +20,8 @@ import pytest
 
 import cpm_session.record.folder as datalog
 from cpm_session.record.folder import read_events
-from cpm_session.sim.devices import SimThermode
 from cpm_session.record.integrity import check_chain
+from cpm_session.sim.devices import SimThermode
 from tests.conftest import ROOT
 from tests.helpers import of, simulate
 
@@ -193,8 +193,8 @@ def test_disk_full_via_the_command_line_is_a_message_not_a_traceback(tiny_fs: Pa
 
 
 def test_after_the_disk_is_freed_the_visit_resumes_and_verifies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cpm_session.engine import resume_visit
     from cpm_session.record.integrity import verify_session_report
+    from cpm_session.sim.world import resume_visit
 
     _fill_after(monkeypatch, 40)
     out, _, _ = simulate(tmp_path)

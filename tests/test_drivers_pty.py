@@ -14,11 +14,11 @@ import pytest
 import serial
 
 from cpm_session.clock import RealClock
+from cpm_session.config.station import RoleConfig
 from cpm_session.devices.real import open_real, serial_settings
 from cpm_session.devices.tcs2 import TcsThermode
-from cpm_session.sim.emulators import AlgometerEmulator, BathEmulator, TcsEmulator
 from cpm_session.errors import DeviceError, SafetyLimitError, StationFileError
-from cpm_session.config.station import RoleConfig
+from cpm_session.sim.emulators import AlgometerEmulator, BathEmulator, TcsEmulator
 from tests.helpers import wait_for
 
 CAP_C, NEUTRAL_C = 49.0, 32.0

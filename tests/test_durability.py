@@ -125,7 +125,7 @@ def test_kill_9_at_random_moments_then_resume_loses_nothing(tmp_path: Path) -> N
 KILL_BEFORE_ROW = """
 import os, signal, sys
 import cpm_session.record.folder as dl
-from cpm_session.engine import run_simulated_visit
+from cpm_session.sim.world import run_simulated_visit
 orig, n = dl.CsvAppender.write, [0]
 def write(self, row):
     if 'rating' in row:  # a ratings.csv row: die after its log event, before the row (the narrowest window)

@@ -12,9 +12,9 @@ import pytest
 import serial
 
 from cpm_session.clock import RealClock
+from cpm_session.config.station import load_station
 from cpm_session.devices.wire import tcs2 as w
 from cpm_session.sim.emulators import AlgometerEmulator, BathEmulator, TcsEmulator, start_emulated_station
-from cpm_session.config.station import load_station
 
 
 class FakeTime:

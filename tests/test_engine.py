@@ -10,12 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cpm_session.sim.devices import SimThermode
-from cpm_session.engine import cpm_values, run_visit
-from cpm_session.errors import SafetyLimitError, SessionError
-from cpm_session.sim.participant import ParticipantTruth
 from cpm_session.config.protocol import load_protocol
 from cpm_session.config.station import load_station
+from cpm_session.errors import SafetyLimitError, SessionError
+from cpm_session.record.derive import cpm_values
+from cpm_session.sim.devices import SimThermode
+from cpm_session.sim.participant import ParticipantTruth
+from cpm_session.sim.world import run_visit
 from tests.conftest import PRESSURE, SIM_STATION, THERMAL
 from tests.helpers import events, of, simulate
 
@@ -285,21 +286,14 @@ def test_existing_session_folder_is_never_written_over(tmp_path: Path) -> None:
 
     prot, st = load_protocol(THERMAL), load_station(SIM_STATION)
     stamp = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
-    import numpy as np
 
     from cpm_session.clock import VirtualClock
-    from cpm_session.engine import Engine
-    from cpm_session.sim.participant import SimParticipant
-    from cpm_session.ui.headless import HeadlessUI
 
     c = VirtualClock()
-    sim = SimParticipant(ParticipantTruth(), np.random.default_rng(0))
-    Engine(prot, st, ui=HeadlessUI(c), clock=c, staff="auto", participant=sim).start(
-        data_dir=tmp_path, participant="P1X", visit="baseline", simulate=True, speed=None, start_utc=stamp)
+    run_visit(prot, st, data_dir=tmp_path, participant="P1X", visit="baseline", clock=c, start_utc=stamp)
     before = (tmp_path / "P1X" / "baseline-20260102T030405Z" / "events.jsonl").read_bytes()
     with pytest.raises(SessionError, match="already exists"):
-        Engine(prot, st, ui=HeadlessUI(c), clock=c, staff="auto", participant=sim).start(
-            data_dir=tmp_path, participant="P1X", visit="baseline", simulate=True, speed=None, start_utc=stamp)
+        run_visit(prot, st, data_dir=tmp_path, participant="P1X", visit="baseline", clock=c, start_utc=stamp)
     assert (tmp_path / "P1X" / "baseline-20260102T030405Z" / "events.jsonl").read_bytes() == before
 
 
@@ -332,7 +326,7 @@ def test_real_participant_needs_licensed_wording_before_anything_is_written(tmp_
 
 
 def test_resume_after_escape_in_cold_pressor_restarts_the_cpm_block(tmp_path: Path) -> None:
-    from cpm_session.engine import resume_visit
+    from cpm_session.sim.world import resume_visit
 
     ref, _, _ = simulate(tmp_path / "ref", seed=6)
     t_in = of(events(ref.session_dir), "cold_pressor_start")[0]["t"]
@@ -359,7 +353,7 @@ def test_resume_after_escape_in_cold_pressor_restarts_the_cpm_block(tmp_path: Pa
 
 
 def test_resume_refused_after_the_protocols_maximum_gap(tmp_path: Path, write_protocol) -> None:  # type: ignore[no-untyped-def]
-    from cpm_session.engine import resume_visit
+    from cpm_session.sim.world import resume_visit
 
     p = write_protocol({"resume": {"max_gap_s": 0.5}})
     out, _, _ = simulate(tmp_path, protocol=p, keys=[("escape", 700.0)])

@@ -24,10 +24,10 @@ import pytest
 
 from cpm_session.cli import main
 from cpm_session.clock import VirtualClock
-from cpm_session.record.folder import read_events
 from cpm_session.export import ExportError
 from cpm_session.export.bids import export_bids
-from cpm_session.record.integrity import amend_session, apply_amendments
+from cpm_session.record.amend import amend_session, apply_amendments
+from cpm_session.record.folder import read_events
 
 N_PARTICIPANTS = 10
 VISITS = ("baseline", "post")
@@ -47,7 +47,7 @@ def _temp_dir(prefix: str) -> Path:
 def build_study() -> Path:
     """Run the simulated study once per test process; return its data folder (do not modify it)."""
     from cpm_session.record.adverse_events import record_adverse_event, update_adverse_event
-    from cpm_session.engine import run_simulated_visit
+    from cpm_session.sim.world import run_simulated_visit
 
     root = _temp_dir("cpm-study-")
     data = root / "data"
@@ -400,7 +400,7 @@ def test_refuses_two_visits_that_give_the_same_session_label(tmp_path: Path) -> 
 
 
 def test_repeated_visit_gets_its_own_session_label_and_sourcedata_copy(tmp_path: Path) -> None:
-    from cpm_session.engine import run_simulated_visit
+    from cpm_session.sim.world import run_simulated_visit
 
     data = _small_copy(tmp_path, ["FM-000"])
     run_simulated_visit(data, "FM-000", "post", seed=99, clock=VirtualClock())
@@ -449,7 +449,7 @@ def test_recomputed_cpm_category_uses_the_threshold_of_the_sessions_protocol(tmp
 
 
 def test_pressure_protocol_study_exports_valid_bids_with_gridded_algometer_trace(tmp_path: Path) -> None:
-    from cpm_session.engine import run_simulated_visit
+    from cpm_session.sim.world import run_simulated_visit
 
     data = tmp_path / "data"
     for k, visit in enumerate(VISITS):

@@ -192,7 +192,7 @@ def test_every_value_is_valid_for_its_field() -> None:
 
 def test_pressure_protocol_study_exports_valid_values(tmp_path: Path) -> None:
     from cpm_session.clock import VirtualClock
-    from cpm_session.engine import run_simulated_visit
+    from cpm_session.sim.world import run_simulated_visit
 
     data = tmp_path / "data"
     for k, visit in enumerate(VISITS):
@@ -308,7 +308,7 @@ def test_repeated_visit_fills_the_event_with_the_last_completed_session(tmp_path
     import shutil
 
     from cpm_session.clock import VirtualClock
-    from cpm_session.engine import run_simulated_visit
+    from cpm_session.sim.world import run_simulated_visit
 
     data = tmp_path / "data"
     shutil.copytree(build_study() / "FM-000", data / "FM-000")

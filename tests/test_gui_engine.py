@@ -71,10 +71,11 @@ def run(protocol_path: Path, data_dir: Path, script: Callable[[], Any], shots: P
         **kw: Any) -> tuple[Any, Any, Any]:
     """Run a simulated visit in a PsychoPy window while `script` drives it; return (outcome, devices, script value)."""
     from cpm_session.clock import RealClock
-    from cpm_session.devices.factory import effective_cap, open_devices
-    from cpm_session.engine import run_visit
     from cpm_session.config.protocol import load_protocol
     from cpm_session.config.station import load_station
+    from cpm_session.devices.factory import effective_cap
+    from cpm_session.sim.world import build_devices as open_devices
+    from cpm_session.sim.world import run_visit
     from cpm_session.ui.psychopy_ui import PsychoPyUI
     from cpm_session.ui.status import StatusView
 

@@ -16,13 +16,11 @@ from hypothesis import strategies as st
 
 from cpm_session.cli import main
 from cpm_session.clock import VirtualClock
+from cpm_session.record.amend import amend_session, apply_amendments, load_effective_header
 from cpm_session.record.folder import GENESIS, SessionFolder, line_hash, read_events
 from cpm_session.record.integrity import (
     IntegrityError,
-    amend_session,
-    apply_amendments,
     check_chain,
-    load_effective_header,
     verify_path,
     verify_session,
     verify_session_report,
@@ -127,7 +125,7 @@ def session(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A complete simulated visit from the real engine (virtual clock); tests tamper with copies of it."""
-    from cpm_session.engine import run_simulated_visit
+    from cpm_session.sim.world import run_simulated_visit
 
     return run_simulated_visit(tmp_path_factory.mktemp("pristine") / "data", "FM-012", "baseline", seed=3,
                                clock=VirtualClock())
@@ -464,7 +462,7 @@ def test_apply_amendments_never_changes_a_protected_field_or_anything_below_it()
 
 def test_dotted_paths_read_missing_as_none_and_set_through_non_objects() -> None:
     from cpm_session.analysis.summarize import set_dotted as summarize_set_dotted
-    from cpm_session.record.integrity import get_dotted, set_dotted
+    from cpm_session.record.amend import get_dotted, set_dotted
 
     header: dict[str, Any] = {"results": {"ts_pre": 40.0, "cs": None}, "visit": "baseline"}
     assert get_dotted(header, "results.ts_pre") == 40.0

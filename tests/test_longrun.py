@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 
-from cpm_session.engine import run_simulated_visit
+from cpm_session.sim.world import run_simulated_visit
 
 VISITS = 6
 HEAP_GROWTH_LIMIT_MB = 1.0

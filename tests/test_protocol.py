@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cpm_session.cli import main
-from cpm_session.errors import ProtocolFileError
 from cpm_session.config.protocol import load_protocol, parse_protocol
+from cpm_session.errors import ProtocolFileError
 from tests.conftest import PRESSURE, THERMAL, toml_dumps
 
 

@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cpm_session.errors import CpmError, ProtocolFileError
 from cpm_session.config.questionnaires import (
     QUESTIONNAIRE_DIR,
     MissingWordingError,
@@ -28,6 +27,7 @@ from cpm_session.config.questionnaires import (
     simulate_answers,
     value_of_choice,
 )
+from cpm_session.errors import CpmError, ProtocolFileError
 
 HADS_DESC = {1, 3, 5, 6, 8, 10, 11, 13}  # options printed most -> least symptomatic (3, 2, 1, 0)
 

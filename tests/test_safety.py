@@ -22,17 +22,17 @@ from typing import Any
 import pytest
 
 from cpm_session.clock import RealClock
-from cpm_session.devices.factory import effective_cap
-from cpm_session.devices.real import open_real
-from cpm_session.sim.devices import SimThermode
-from cpm_session.devices.tcs2 import TcsThermode
-from cpm_session.devices.wire import tcs2 as wire
-from cpm_session.sim.emulators import EmulatedStation, start_emulated_station
-from cpm_session.engine import VisitOutcome, run_visit
-from cpm_session.errors import DeviceError, DeviceTimeout, ProtocolFileError, SafetyLimitError, StationFileError
-from cpm_session.sim.participant import ParticipantTruth
 from cpm_session.config.protocol import load_protocol
 from cpm_session.config.station import RoleConfig, load_station
+from cpm_session.devices.factory import effective_cap
+from cpm_session.devices.real import open_real
+from cpm_session.devices.tcs2 import TcsThermode
+from cpm_session.devices.wire import tcs2 as wire
+from cpm_session.errors import DeviceError, DeviceTimeout, ProtocolFileError, SafetyLimitError, StationFileError
+from cpm_session.sim.devices import SimThermode
+from cpm_session.sim.emulators import EmulatedStation, start_emulated_station
+from cpm_session.sim.participant import ParticipantTruth
+from cpm_session.sim.world import VisitOutcome, run_visit
 from cpm_session.ui.base import RatingPrompt, RatingResult, Responder
 from cpm_session.ui.headless import HeadlessUI
 from tests.conftest import ROOT, SIM_STATION, THERMAL, toml_dumps
@@ -288,7 +288,7 @@ def test_device_fault_during_heat_aborts_the_thermode(tmp_path: Path, reference:
 def _simulate_with(tmp_path: Path, patch: Callable[[Any, Callable[[], float]], None]) -> tuple[VisitOutcome, Any]:
     """Run a simulated visit (seed 1) after `patch(devices, clock.now)`."""
     from cpm_session.clock import VirtualClock
-    from cpm_session.devices.factory import open_devices
+    from cpm_session.sim.world import build_devices as open_devices
 
     prot, st = load_protocol(THERMAL), load_station(SIM_STATION)
     clock = VirtualClock()

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from cpm_session.cli import main
-from cpm_session.sim.emulators import start_emulated_station
 from cpm_session.config.protocol import load_protocol
 from cpm_session.config.station import load_station, parse_station
+from cpm_session.sim.emulators import start_emulated_station
 from cpm_session.station_check import check_station
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -44,7 +44,7 @@ META_KEYS = ("seq", "t", "wall", "event", "prev")
 INT_COLUMNS = ("bath_n", "n_deviations", "missing_ts_pre", "missing_ts_post", "log_events")
 _PROTECTED: tuple[str, ...]
 try:
-    from cpm_session.record.integrity import PROTECTED_FIELDS as _PROTECTED
+    from cpm_session.record.schema import PROTECTED_FIELDS as _PROTECTED
 except ImportError:  # the integrity module is optional
     _PROTECTED = ("log_final_sha256", "log_events", "amendments", "protocol_sha256", "software_version")
 CATEGORIES = ("inhibition", "none", "facilitation")

@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cpm_session.record.integrity import amend_session, get_dotted, load_effective_header, parse_cli_value
+    from cpm_session.record.amend import amend_session, get_dotted, load_effective_header, parse_cli_value
 
     effective = load_effective_header(args.session_dir)
     value = parse_cli_value(args.value, get_dotted(effective, args.field))

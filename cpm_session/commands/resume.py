@@ -23,20 +23,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cpm_session.config.protocol import load_protocol
-    from cpm_session.config.station import load_station
-    from cpm_session.engine import load_session, resume_visit
+    from cpm_session.record.reader import load_session
+    from cpm_session.session import SessionSettings, continue_visit, load_for_resume, resume_clock
 
     header, _ = load_session(args.session_dir)
-    protocol = load_protocol(header["protocol"])
-    station = load_station(header["station"])
-    args.simulate = bool(header.get("simulate"))
-    args.station = header["station"]
-    args._all_sim = station.all_simulated
-    clock = make_clock(args, station.station.emulated)
-    ui = make_ui(args, protocol, clock)
-    outcome = resume_visit(args.session_dir, ui=ui, clock=clock, staff=args.staff, operator=args.operator,
-                           override_reason=args.override_reason)
+    inp = load_for_resume(args.session_dir, override_reason=args.override_reason)
+    simulate = header.get("simulate") is True
+    args.simulate = simulate
+    args.station = inp.station.path
+    args._all_sim = inp.station.all_simulated
+    if args.speed is None and simulate and isinstance(header.get("speed"), int | float):
+        args.speed = float(header["speed"])  # a simulated session keeps its speed unless told otherwise
+    base = make_clock(args, inp.station.station.emulated)
+    clk = resume_clock(inp, base)
+    ui = make_ui(args, inp.protocol, clk)
+    if simulate or not inp.station.all_simulated and any(
+            r.model == "sim" for r in (inp.station.thermode, inp.station.bath, inp.station.algometer)):
+        from cpm_session.sim.world import resume_visit  # simulation only where the session was simulated
+
+        outcome = resume_visit(args.session_dir, ui=ui, clock=clk, staff=args.staff, operator=args.operator,
+                               override_reason=args.override_reason)
+    else:
+        from cpm_session.devices.factory import open_devices
+
+        devices = open_devices(inp.station, cap_c=inp.cap_c, neutral_c=inp.protocol.safety.neutral_c, clock=clk)
+        settings = SessionSettings(operator=args.operator or str(header.get("operator") or ""),
+                                   seed=0, staff="manual", require_licensed_wording=True)
+        outcome = continue_visit(inp, ui=ui, clock=clk, devices=devices, settings=settings,
+                                 override_reason=args.override_reason)
     print_result(outcome)
     write_session_plot(outcome)
     return 0 if outcome.status == "completed" else 3

@@ -147,7 +147,6 @@ def write_session_plot(outcome: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from cpm_session.config.protocol import load_protocol
     from cpm_session.config.station import load_station
-    from cpm_session.engine import run_visit
     from cpm_session.errors import CpmError
     from cpm_session.ids import validate_participant_id, validate_visit
 
@@ -172,9 +171,27 @@ def run(args: argparse.Namespace) -> int:
     clock = make_clock(args, station.station.emulated)
     ui = make_ui(args, protocol, clock)
     staff = args.staff or ("auto" if args.simulate else "manual")
-    outcome = run_visit(protocol, station, data_dir=args.data, participant=args.participant, visit=args.visit,
-                        ui=ui, clock=clock, simulate=args.simulate, seed=args.seed, staff=staff,
-                        operator=operator, truth=truth, speed=args.speed, override_reason=args.override_reason)
+    if args.simulate:
+        from cpm_session.sim.world import run_visit  # simulation only where asked for
+
+        outcome = run_visit(protocol, station, data_dir=args.data, participant=args.participant, visit=args.visit,
+                            ui=ui, clock=clock, simulate=True, seed=args.seed, staff=staff, operator=operator,
+                            truth=truth, speed=args.speed, override_reason=args.override_reason)
+    else:
+        outcome = run_real_visit(args, protocol, station, ui, clock, operator)
     print_result(outcome)
     write_session_plot(outcome)
     return 0 if outcome.status == "completed" else 3
+
+
+def run_real_visit(args: argparse.Namespace, protocol: Any, station: Any, ui: Any, clock: Any, operator: str) -> Any:
+    """Run a visit with a person at the screen and the station's real devices."""
+    from cpm_session.devices.factory import effective_cap, open_devices
+    from cpm_session.session import SessionSettings, start_visit
+
+    cap = effective_cap(protocol.safety.thermode_cap_c, station, protocol.safety.neutral_c)
+    devices = open_devices(station, cap_c=cap, neutral_c=protocol.safety.neutral_c, clock=clock)
+    settings = SessionSettings(operator=operator, seed=args.seed, staff="manual", require_licensed_wording=True)
+    return start_visit(protocol, station, ui=ui, clock=clock, devices=devices, data_dir=args.data,
+                       participant=args.participant, visit=args.visit, settings=settings, simulate=False,
+                       speed=args.speed, override_reason=args.override_reason)

@@ -32,9 +32,9 @@ def run(args: argparse.Namespace) -> int:
     from cpm_session.analysis.randomize import permuted_blocks
     from cpm_session.cli import main
     from cpm_session.commands.run import resolve
-    from cpm_session.engine import run_simulated_visit
     from cpm_session.errors import CpmError
     from cpm_session.sim.participant import ParticipantTruth
+    from cpm_session.sim.world import run_simulated_visit
 
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):

@@ -6,7 +6,6 @@ ProtocolFileError naming the file, the key (dotted path), what was expected and 
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from cpm_session.errors import ProtocolFileError
 from cpm_session.limits import ABSOLUTE_MAX_C
-from cpm_session.record.folder import file_sha256
 
 
 class _Strict(BaseModel):
@@ -259,17 +257,15 @@ def parse_protocol(data: dict[str, Any], path: str | Path = "<memory>", sha256: 
 
 
 def load_protocol(path: str | Path) -> Protocol:
-    """Read and validate a protocol TOML file."""
+    """Read and validate a protocol TOML file (a regular file of at most 1 MB)."""
+    from cpm_session.config.files import ConfigReadError, read_toml
+
     p = Path(path)
     try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise ProtocolFileError(str(p), "<file>", "a readable file", e.strerror or str(e)) from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ProtocolFileError(str(p), "<file>", "valid UTF-8 TOML", str(e)) from None
-    return parse_protocol(data, p, file_sha256(p))
+        data, sha = read_toml(p)
+    except ConfigReadError as e:
+        raise ProtocolFileError(str(p), "<file>", "a readable UTF-8 TOML protocol file", str(e)) from None
+    return parse_protocol(data, p, sha)
 
 
 _describe_error = describe_validation_error  # old private name, kept for importers

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ class Station(BaseModel):
     bath: RoleConfig
     algometer: RoleConfig
     path: str = ""
+    sha256: str = ""
 
     @property
     def all_simulated(self) -> bool:
@@ -75,12 +75,14 @@ def parse_station(data: dict[str, Any], path: str = "<memory>") -> Station:
 
 
 def load_station(path: str | Path) -> Station:
-    """Read and validate a station TOML file."""
+    """Read and validate a station TOML file (a regular file of at most 1 MB); record its sha256."""
+    from cpm_session.config.files import ConfigReadError, read_toml
+
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise StationFileError(f"{p}: cannot read: {e.strerror or e}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise StationFileError(f"{p}: not valid TOML: {e}") from None
-    return parse_station(data, str(p))
+        data, sha = read_toml(p)
+    except ConfigReadError as e:
+        raise StationFileError(f"{p}: {e}") from None
+    if not isinstance(data, dict) or "sha256" in data or "path" in data:
+        raise StationFileError(f"{p}: keys 'path' and 'sha256' are set by the program, not by the file")
+    return parse_station({**data, "sha256": sha}, str(p))

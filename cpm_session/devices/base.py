@@ -46,6 +46,8 @@ class Device(ABC):
     role: str = "?"
     model: str = "?"
     port: str = "?"
+    blocking_io: bool = True
+    """True when a read can block on a port (the session then reads it in a background thread)."""
 
     @abstractmethod
     def connect(self) -> DeviceInfo:
@@ -77,6 +79,37 @@ class Thermode(Device):
         `duration_s` counts from launch (rise plus plateau); the device returns to neutral on its own.
         Raises SafetyLimitError (nothing sent) if `target_c` is above the cap.
         """
+
+    _prepared: tuple[float, float, float, float] | None = None
+
+    def prepare(self, target_c: float, rise_c_per_s: float, return_c_per_s: float, duration_s: float) -> None:
+        """Load every stimulus parameter ahead of the onset (no heat); `launch()` then only starts it.
+
+        Raises SafetyLimitError (nothing sent) if `target_c` is above the cap. Drivers that can load and
+        verify parameters on the device override this; the default keeps them for `launch()`."""
+        self.check_target(target_c)
+        self._prepared = (target_c, rise_c_per_s, return_c_per_s, duration_s)
+
+    def launch(self) -> None:
+        """Start the prepared stimulus now (the device times it and returns to neutral on its own)."""
+        if self._prepared is None:
+            from cpm_session.errors import DeviceError
+
+            raise DeviceError("launch without prepared parameters", role=self.role, port=self.port)
+        params, self._prepared = self._prepared, None
+        self.stimulate(*params)
+
+    def stimulus_details(self) -> dict[str, object]:
+        """Return what the session should record about the stimulus just launched (e.g. a program code)."""
+        return {}
+
+    def trace(self) -> list[ThermodeReading]:
+        """Return the temperature samples recorded since the last launch (empty when the device keeps none)."""
+        return []
+
+    def available_targets_c(self) -> list[float] | None:
+        """Return the only temperatures this thermode can deliver (a program grid), or None for any."""
+        return None
 
     @abstractmethod
     def abort(self) -> None:

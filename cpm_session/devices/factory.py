@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-
-import numpy as np
 
 from cpm_session import limits
 from cpm_session.clock import Clock
 from cpm_session.config.station import RoleConfig, Station
 from cpm_session.devices.base import Algometer, Bath, Thermode
+from cpm_session.errors import StationFileError
 
 
 @dataclass
@@ -33,36 +33,30 @@ class Devices:
                 pass
 
 
-def _extra(cfg: RoleConfig, key: str, default: float) -> float:
-    extra = cfg.model_extra or {}
-    return float(extra.get(key, default))
-
-
 def effective_cap(protocol_cap_c: float, station: Station, neutral_c: float | None = None) -> float:
     """Return the cap in force for this station (see limits.effective_cap)."""
     return limits.effective_cap(protocol_cap_c, station.station.max_thermode_c, neutral_c)
 
 
-def open_devices(station: Station, *, cap_c: float, neutral_c: float, clock: Clock, seed: int = 0) -> Devices:
-    """Create (not yet connect) the station's devices."""
-    rng = np.random.default_rng(seed + 1000)
+SimFactory = Callable[[str, RoleConfig], "Thermode | Bath | Algometer"]
+"""Builds the simulated device of a role (given by the simulation, which the device layer never imports)."""
 
-    def make(role: str, cfg: RoleConfig):  # type: ignore[no-untyped-def]
+
+def open_devices(station: Station, *, cap_c: float, neutral_c: float, clock: Clock,
+                 sim_factory: SimFactory | None = None) -> Devices:
+    """Create (not yet connect) the station's devices; `model = "sim"` roles come from `sim_factory`."""
+
+    def make(role: str, cfg: RoleConfig) -> Thermode | Bath | Algometer:
         if cfg.model == "sim":
-            from cpm_session.sim.devices import SimAlgometer, SimBath, SimThermode  # only when a station asks
-
-            if role == "thermode":
-                return SimThermode(clock, cap_c, neutral_c, rng=rng)
-            if role == "bath":
-                return SimBath(clock, temperature_c=_extra(cfg, "temperature_c", 2.5),
-                               drift_c_per_min=_extra(cfg, "drift_c_per_min", 0.01),
-                               noise_c=_extra(cfg, "noise_c", 0.03), rng=rng)
-            return SimAlgometer(clock, probe_area_cm2=_extra(cfg, "probe_area_cm2", 1.0), rng=rng)
+            if sim_factory is None:
+                raise StationFileError(f"{station.path}: key '{role}.model': 'sim' needs a simulation "
+                                       "(run with --simulate or --pilot), found a real visit")
+            return sim_factory(role, cfg)
         from cpm_session.devices.real import open_real  # real drivers only when a station asks for them
 
-        return open_real(role, cfg, cap_c=cap_c, neutral_c=neutral_c, clock=clock)
+        return open_real(role, cfg, cap_c=cap_c, neutral_c=neutral_c, clock=clock)  # type: ignore[no-any-return]
 
-    opened: list[object] = []
+    opened: list[Thermode | Bath | Algometer] = []
     try:
         th = make("thermode", station.thermode)
         opened.append(th)
@@ -72,8 +66,9 @@ def open_devices(station: Station, *, cap_c: float, neutral_c: float, clock: Clo
     except BaseException:
         for d in opened:
             try:
-                d.close()  # type: ignore[attr-defined]
+                d.close()
             except Exception:  # noqa: BLE001
                 pass
         raise
+    assert isinstance(th, Thermode) and isinstance(ba, Bath) and isinstance(al, Algometer)
     return Devices(th, ba, al)

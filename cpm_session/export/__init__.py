@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from cpm_session.errors import CpmError
+from cpm_session.record.amend import apply_amendments
 from cpm_session.record.folder import iter_session_dirs, read_events
-from cpm_session.record.integrity import AE_LOG, apply_amendments, verify_ae_log, verify_session_report
+from cpm_session.record.integrity import verify_ae_log, verify_session_report
+from cpm_session.record.schema import AE_LOG
 
 TS_LIST_FIELDS = ("results.ts_pre_ratings", "results.ts_post_ratings")
 TS_MEAN_FIELDS = ("results.ts_pre", "results.ts_post")

@@ -302,3 +302,18 @@ def list_adverse_events(data_dir: str | Path, participant: str | None = None) ->
 def adverse_event_history(data_dir: str | Path, participant: str, ae_id: str) -> list[dict[str, Any]]:
     """Return every line (report and updates) written about `ae_id`, oldest first."""
     return [e for e in _read_log(ae_log_path(data_dir, participant)) if e.get("ae_id") == ae_id]
+
+
+def parse_ae_note(text: str, *, today: dt.date) -> dict[str, Any] | None:
+    """Return the adverse-event fields of a staff note 'AE: description; severity=mild; ...', or None when
+    the note is not an adverse event. Unknown keys are dropped; `action` means `action_taken`."""
+    if not text.strip().upper().startswith("AE:"):
+        return None
+    parts = [p.strip() for p in text.strip()[3:].split(";")]
+    fields: dict[str, Any] = {"description": parts[0] or "(no description)", "onset_date": today.isoformat()}
+    for p in parts[1:]:
+        key, _, val = p.partition("=")
+        key = {"action": "action_taken"}.get(key.strip().lower(), key.strip().lower())
+        if key in ALLOWED or key == "onset_date":
+            fields[key] = val.strip()
+    return fields

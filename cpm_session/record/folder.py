@@ -23,11 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from cpm_session.errors import SessionError
+from cpm_session.record.schema import DEVICE_COLUMNS, GENESIS, RATING_COLUMNS
 
-GENESIS = "0" * 64
-RATING_COLUMNS = ["phase", "trial", "attempt", "site", "intensity", "intensity_unit", "rating", "rt_s",
-                  "onset_t", "planned_onset_t", "missing", "flag"]
-DEVICE_COLUMNS = ["t", "role", "quantity", "value", "unit"]
+__all__ = ["DEVICE_COLUMNS", "GENESIS", "RATING_COLUMNS"]
 
 
 def utc_now() -> dt.datetime:

@@ -46,6 +46,7 @@ class SimThermode(Thermode):
 
     model = "sim"
     port = SIM_PORT
+    blocking_io = False
 
     def __init__(self, clock: Clock, cap_c: float, neutral_c: float, *, noise_c: float = 0.02,
                  rng: np.random.Generator | None = None) -> None:
@@ -109,6 +110,7 @@ class SimBath(Bath):
 
     model = "sim"
     port = SIM_PORT
+    blocking_io = False
 
     def __init__(self, clock: Clock, *, temperature_c: float = 2.5, drift_c_per_min: float = 0.05,
                  noise_c: float = 0.03, setpoint_c: float | None = 2.5, wander_c: float = 0.15,
@@ -145,6 +147,7 @@ class SimAlgometer(Algometer):
 
     model = "sim"
     port = SIM_PORT
+    blocking_io = False
 
     def __init__(self, clock: Clock, *, probe_area_cm2: float = 1.0, noise_kpa: float = 1.0,
                  rng: np.random.Generator | None = None) -> None:

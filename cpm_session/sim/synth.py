@@ -3,7 +3,7 @@
 Used by the summarize benchmark and by analysis tests that need many sessions or odd cases (killed,
 aborted, amended, unreadable). Headers go through `SessionFolder.create` and events through `EventLog`,
 so the hash chain is real; fsync is off for speed. The real simulated visit is
-`cpm_session.engine.run_simulated_visit`.
+`cpm_session.sim.world.run_simulated_visit`.
 """
 
 from __future__ import annotations

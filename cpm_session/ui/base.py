@@ -60,6 +60,8 @@ class Choice:
     question: str
     options: list[str]
     timeout_s: float | None = None
+    for_staff: bool = False
+    """A question to the research staff (never answered by a simulated participant's `chooser`)."""
 
 
 class ParticipantUI(ABC):

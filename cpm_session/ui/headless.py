@@ -64,7 +64,7 @@ class HeadlessUI(ParticipantUI):
         self.show("question", choice.question)
         self.clock.sleep(1.0)
         self.tick()
-        return self.chooser(choice) if self.chooser else None
+        return self.chooser(choice) if self.chooser and not choice.for_staff else None
 
     def set_status(self, status: dict[str, Any]) -> None:
         self.status = dict(status)

@@ -1,0 +1,37 @@
+"""The visit's questionnaires (NRS, FIQR, HADS, ... as named in the protocol), one item per screen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cpm_session.config import questionnaires as qmod
+from cpm_session.session.context import Context
+
+INSTRUCTION_S = 5.0
+ITEM_TIMEOUT_FACTOR = 3
+
+
+def preflight(ctx: Context) -> list[qmod.Questionnaire]:
+    """Load every questionnaire of the protocol (a person at the screen needs the licensed wording files)."""
+    return [qmod.load_questionnaire(n, require_wording=ctx.settings.require_licensed_wording)
+            for n in ctx.p.questionnaires.names]
+
+
+def run(ctx: Context) -> tuple[dict[str, Any], str]:
+    """Ask every item; score each questionnaire; log one `questionnaire` event per questionnaire."""
+    if not ctx.p.questionnaires.names:
+        return {}, "next"
+    ctx.ui.show("questionnaires_intro", ctx.p.texts.questionnaires_intro)
+    ctx.wait(INSTRUCTION_S)
+    results: dict[str, Any] = {}
+    for q in preflight(ctx):
+        answers: dict[str, Any] = {}
+        for item in q.items:
+            idx = ctx.ui.choose(qmod.item_choice(q, item, ctx.p.ratings.timeout_s * ITEM_TIMEOUT_FACTOR))
+            answers[item.id] = qmod.value_of_choice(item, idx)
+        res = qmod.questionnaire_result(q, answers, ctx.p.questionnaires.entry)
+        ctx.log("questionnaire", name=q.name, **res)
+        results[q.name] = res
+    if ctx.folder is not None:
+        ctx.folder.update_header(questionnaires=results)
+    return results, "next"

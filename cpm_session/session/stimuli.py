@@ -1,0 +1,119 @@
+"""One stimulus and its rating: cue, device-timed delivery at the planned onset, fixation, slider.
+
+Heat: the parameters go to the thermode before the onset (`prepare`), only the launch happens at the
+onset. Pressure: the examiner ramps the algometer to the target and holds it; the session logs the
+planned course and waits for it. Every rating becomes a `rating` event and its ratings.csv row (the row
+is derived from the event by record.derive, so the two always agree).
+"""
+
+from __future__ import annotations
+
+from cpm_session.errors import SafetyLimitError
+from cpm_session.limits import check_target
+from cpm_session.record.derive import csv_cells, rating_row
+from cpm_session.session.context import Context, TrialInterrupted
+from cpm_session.ui.base import RatingPrompt
+
+CUE_S = 2.0
+"""'Stimulus coming' cue before each stimulus (session s): mechanics, not protocol."""
+
+
+def rating(ctx: Context, phase: str, trial: int, kind: str, intensity: float | None, unit: str,
+           onset_t: float | None, planned_t: float | None, *, attempt: int = 1, timeout_s: float | None = None,
+           flag: str = "") -> float | None:
+    """Ask the participant for a 0-100 rating of `kind` (heat, pressure, hand); log it; return it (None = missing)."""
+    t = ctx.p.texts
+    question = {"heat": t.rate_heat, "pressure": t.rate_pressure, "hand": t.rate_hand}[kind]
+    r = ctx.p.ratings
+    prompt = RatingPrompt(phase, trial, question, t.anchor_low, t.anchor_high, t.confirm,
+                          timeout_s if timeout_s is not None else r.timeout_s, r.scale_min, r.scale_max, kind)
+    geom = ctx.ui.prompt_geometry(prompt)
+    ctx.log("rating_prompt", phase=phase, trial=trial, attempt=attempt, question=question,
+            slider_px=geom.get("slider_px"), confirm_px=geom.get("confirm_px"), window_px=geom.get("window_px"))
+    shown_t = ctx.clock.now()
+    result = ctx.ui.rate(prompt)
+    site = ctx.p.cold_pressor.site if kind == "hand" else (
+        ctx.p.calibration.site if phase in ("calibration", "verification", "ppt") else ctx.p.test_stimulus.site)
+    fields = {"phase": phase, "trial": trial, "attempt": attempt, "site": site,
+              "intensity": None if intensity is None else round(intensity, 3), "intensity_unit": unit,
+              "rating": result.value, "rt_s": None if result.rt_s is None else round(result.rt_s, 4),
+              "onset_t": None if onset_t is None else round(onset_t, 4),
+              "planned_onset_t": None if planned_t is None else round(planned_t, 4),
+              "missing": result.value is None, "flag": flag}
+    trace = [[round(a, 4), round(b, 2)] for a, b in result.trace]
+    ev = ctx.log("rating", **fields, prompt_t=round(shown_t, 4), trace=trace)
+    assert ctx.folder is not None
+    ctx.folder.ratings.write(csv_cells(rating_row(ev or {"event": "rating", **fields})))
+    ctx.status(last_rating=result.value)
+    return result.value
+
+
+def heat(ctx: Context, target_c: float, plateau_s: float, phase: str, trial: int,
+         planned_t: float) -> tuple[float, float]:
+    """Load one device-timed heat stimulus, launch it at `planned_t`; return (onset, time back at neutral)."""
+    th = ctx.p.thermode
+    check_target(target_c, ctx.cap_c, who="session")
+    neutral = ctx.p.safety.neutral_c
+    rise_s = abs(target_c - neutral) / th.rise_c_per_s
+    duration_s = rise_s + plateau_s  # device duration counts from launch: rise plus plateau
+    thermode = ctx.devices.thermode
+    thermode.prepare(target_c, th.rise_c_per_s, th.return_c_per_s, duration_s)
+    ctx.wait_until(planned_t)
+    thermode.launch()
+    onset = ctx.clock.now()
+    back_s = duration_s + abs(target_c - neutral) / th.return_c_per_s
+    ctx.stim_end = onset + back_s
+    ctx.log("stimulus", phase=phase, trial=trial, modality="thermal", target_c=round(target_c, 3),
+            duration_s=round(duration_s, 4), plateau_s=plateau_s, planned_onset_t=round(planned_t, 6),
+            onset_t=round(onset, 6), onset_error_s=round(onset - planned_t, 6),
+            **thermode.stimulus_details())
+    return onset, onset + back_s
+
+
+def pressure(ctx: Context, target_kpa: float, hold_s: float, phase: str, trial: int,
+             planned_t: float) -> tuple[float, float]:
+    """Have the examiner ramp the algometer to `target_kpa` and hold it `hold_s`; return (onset, end)."""
+    if target_kpa > ctx.p.safety.max_pressure_kpa:
+        raise SafetyLimitError(f"pressure {target_kpa:.0f} kPa above the protocol limit "
+                               f"{ctx.p.safety.max_pressure_kpa:.0f} kPa")
+    ctx.devices.algometer.clear_peak()
+    ctx.wait_until(planned_t)
+    ramp = ctx.p.calibration.ppt_ramp_kpa_per_s
+    took = target_kpa / ramp + hold_s
+    onset = ctx.clock.now()
+    ctx.stim_end = onset + took
+    ctx.log("stimulus", phase=phase, trial=trial, modality="pressure", target_kpa=round(target_kpa, 2),
+            ramp_kpa_per_s=ramp, hold_s=hold_s, duration_s=round(took, 4), planned_onset_t=round(planned_t, 6),
+            onset_t=round(onset, 6), onset_error_s=round(onset - planned_t, 6))
+    return onset, onset + took
+
+
+def ts_trial(ctx: Context, phase: str, trial: int, planned_t: float, intensity: float, *,
+             plateau_s: float | None = None, modality: str | None = None) -> float | None:
+    """Cue, deliver one stimulus at `planned_t`, fixate, then ask for its rating; repeat a missing one.
+
+    Defaults are the protocol's test stimulus (its modality and duration); calibration passes its own."""
+    plateau = ctx.p.test_stimulus.duration_s if plateau_s is None else plateau_s
+    thermal = (modality or ctx.p.protocol.ts_modality) == "thermal"
+    value = None
+    for attempt in range(1, ctx.p.ratings.max_attempts + 1):
+        while True:
+            try:
+                ctx.ui.show("cue", ctx.p.texts.stimulus_coming)
+                deliver = heat if thermal else pressure
+                onset, back = deliver(ctx, intensity, plateau, phase, trial, planned_t)
+                ctx.ui.show("fixation", ctx.p.texts.stimulus_on)
+                ctx.wait_until(back)
+                ctx.stim_end = -1.0
+                if thermal:
+                    ctx.stimulus_delivered(phase, trial, intensity, onset, back)
+                break
+            except TrialInterrupted:
+                ctx.log("trial_discarded", phase=phase, trial=trial, reason="paused during the stimulus")
+                planned_t = ctx.clock.now() + CUE_S
+        value = rating(ctx, phase, trial, "heat" if thermal else "pressure", intensity,
+                       "C" if thermal else "kPa", onset, planned_t, attempt=attempt)
+        if value is not None or not ctx.p.ratings.repeat_missing:
+            break
+        planned_t = ctx.clock.now() + CUE_S
+    return value

@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 echo "== ruff"; .venv/bin/ruff check cpm_session tests benchmarks
 echo "== mypy"; .venv/bin/mypy cpm_session
+echo "== import-linter (layer contracts)"; .venv/bin/lint-imports --no-cache
 echo "== pytest (non-GUI, 2 workers)"
 .venv/bin/python -m pytest -q -n 2 -m "not gui and not hardware" "$@"
 echo "== pytest (GUI, real PsychoPy window under Xvfb)"

@@ -19,7 +19,6 @@ from cpm_session.config.questionnaires import (
     QuestionnaireFileError,
     band,
     bands,
-    item_choice,
     load_questionnaire,
     load_questionnaires,
     questionnaire_result,
@@ -28,6 +27,7 @@ from cpm_session.config.questionnaires import (
     value_of_choice,
 )
 from cpm_session.errors import CpmError, ProtocolFileError
+from cpm_session.session.phases.questionnaires import item_choice
 
 HADS_DESC = {1, 3, 5, 6, 8, 10, 11, 13}  # options printed most -> least symptomatic (3, 2, 1, 0)
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import tomllib
-from pathlib import Path
 
 NAME = "validate"
 HELP = "Check protocol or station files and report the first problem in each."
@@ -15,23 +13,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cpm_session.config.files import ConfigReadError, read_toml
     from cpm_session.config.protocol import load_protocol
     from cpm_session.config.station import load_station
     from cpm_session.errors import CpmError
+    from cpm_session.resources import resolve
 
     bad = 0
-    for f in args.files:
+    for name in args.files:
+        f = resolve(name)
         try:
             try:
-                is_station = "thermode" in tomllib.loads(Path(f).read_text(encoding="utf-8")) and "protocol" not in tomllib.loads(Path(f).read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-                is_station = False
+                data, _sha = read_toml(f)
+                is_station = "thermode" in data and "protocol" not in data
+            except ConfigReadError:
+                is_station = False  # load_protocol reports the problem
             if is_station:
                 st = load_station(f)
-                print(f"OK  {f}: station '{st.station.name}' (thermode {st.thermode.model}, bath {st.bath.model}, algometer {st.algometer.model})")
+                print(f"OK  {name}: station '{st.station.name}' (thermode {st.thermode.model}, bath {st.bath.model}, "
+                      f"algometer {st.algometer.model}), sha256 {st.sha256[:12]}…")
             else:
                 pr = load_protocol(f)
-                print(f"OK  {f}: protocol {pr.protocol.name} {pr.protocol.version}, sha256 {pr.sha256[:12]}…")
+                print(f"OK  {name}: protocol {pr.protocol.name} {pr.protocol.version}, sha256 {pr.sha256[:12]}…")
         except CpmError as e:
             bad += 1
             print(f"BAD {e}")

@@ -11,6 +11,7 @@ QuestionnaireAnswerError naming the item, the allowed values and what was given.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import tomllib
@@ -23,9 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from cpm_session.config.protocol import _describe_error
 from cpm_session.errors import CpmError, ProtocolFileError
-from cpm_session.record.folder import file_sha256
 from cpm_session.resources import resource_dir
-from cpm_session.ui.base import Choice
 
 QUESTIONNAIRE_DIR = resource_dir("questionnaires")
 """The repository's questionnaires/ folder (the default `base_dir`)."""
@@ -349,7 +348,7 @@ def load_questionnaire(name: str, *, base_dir: Path = QUESTIONNAIRE_DIR, require
     return Questionnaire(name=name, title=f.questionnaire.title, version=f.questionnaire.version,
                          reference=f.questionnaire.reference, instructions=instructions, items=items,
                          scores=scores, wording_source=source, missing_wording_file=missing_file,
-                         path=str(path), sha256=file_sha256(path))
+                         path=str(path), sha256=hashlib.sha256(Path(path).read_bytes()).hexdigest())
 
 
 def _load_wording(wpath: Path, f: _File, name: str) -> _WordingFile:
@@ -464,11 +463,6 @@ def questionnaire_result(q: Questionnaire, answers: dict[str, int | float | None
         raise QuestionnaireAnswerError(f"{q.name}: entered_by must be one of {list(ENTERED_BY)}, got {entered_by!r}")
     return {"answers": normalize_answers(q, answers), "scores": score(q, answers), "entered_by": entered_by,
             "wording_source": q.wording_source}
-
-
-def item_choice(q: Questionnaire, item: Item, timeout_s: float | None = None) -> Choice:
-    """Return the multiple-choice prompt that presents `item` (options in presentation order)."""
-    return Choice(question=item.text, options=[o.label for o in item.options], timeout_s=timeout_s)
 
 
 def value_of_choice(item: Item, index: int | None) -> Number | None:

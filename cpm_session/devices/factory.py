@@ -54,7 +54,7 @@ def open_devices(station: Station, *, cap_c: float, neutral_c: float, clock: Clo
             return sim_factory(role, cfg)
         from cpm_session.devices.real import open_real  # real drivers only when a station asks for them
 
-        return open_real(role, cfg, cap_c=cap_c, neutral_c=neutral_c, clock=clock)  # type: ignore[no-any-return]
+        return open_real(role, cfg, cap_c=cap_c, neutral_c=neutral_c, clock=clock)  # type: ignore[return-value]
 
     opened: list[Thermode | Bath | Algometer] = []
     try:

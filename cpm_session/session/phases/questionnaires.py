@@ -6,9 +6,15 @@ from typing import Any
 
 from cpm_session.config import questionnaires as qmod
 from cpm_session.session.context import Context
+from cpm_session.ui.base import Choice
 
 INSTRUCTION_S = 5.0
 ITEM_TIMEOUT_FACTOR = 3
+
+
+def item_choice(q: qmod.Questionnaire, item: qmod.Item, timeout_s: float | None = None) -> Choice:
+    """Return the multiple-choice screen of one questionnaire item."""
+    return Choice(question=item.text, options=[o.label for o in item.options], timeout_s=timeout_s)
 
 
 def preflight(ctx: Context) -> list[qmod.Questionnaire]:
@@ -27,7 +33,7 @@ def run(ctx: Context) -> tuple[dict[str, Any], str]:
     for q in preflight(ctx):
         answers: dict[str, Any] = {}
         for item in q.items:
-            idx = ctx.ui.choose(qmod.item_choice(q, item, ctx.p.ratings.timeout_s * ITEM_TIMEOUT_FACTOR))
+            idx = ctx.ui.choose(item_choice(q, item, ctx.p.ratings.timeout_s * ITEM_TIMEOUT_FACTOR))
             answers[item.id] = qmod.value_of_choice(item, idx)
         res = qmod.questionnaire_result(q, answers, ctx.p.questionnaires.entry)
         ctx.log("questionnaire", name=q.name, **res)

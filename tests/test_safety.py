@@ -33,7 +33,7 @@ from cpm_session.sim.devices import SimThermode
 from cpm_session.sim.emulators import EmulatedStation, start_emulated_station
 from cpm_session.sim.participant import ParticipantTruth
 from cpm_session.sim.world import VisitOutcome, run_visit
-from cpm_session.ui.base import RatingPrompt, RatingResult, Responder
+from cpm_session.ui.base import RatingPrompt, RatingResult
 from cpm_session.ui.headless import HeadlessUI
 from tests.conftest import ROOT, SIM_STATION, THERMAL, toml_dumps
 from tests.helpers import events, of, simulate, wait_for
@@ -91,10 +91,10 @@ class HookedUI(HeadlessUI):
         if hook is not None:
             hook()
 
-    def rate(self, prompt: RatingPrompt, responder: Responder | None) -> RatingResult:
+    def rate(self, prompt: RatingPrompt) -> RatingResult:
         if self.on_rate is not None:
             self.on_rate(prompt)
-        return super().rate(prompt, responder)
+        return super().rate(prompt)
 
 
 def run_emulated(tmp_path: Path, station_path: Path, speed: float, ui_hooks: Callable[[HookedUI], None] | None = None,

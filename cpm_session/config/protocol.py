@@ -264,7 +264,7 @@ def load_protocol(path: str | Path) -> Protocol:
     try:
         data, sha = read_toml(p)
     except ConfigReadError as e:
-        raise ProtocolFileError(str(p), "<file>", "a readable UTF-8 TOML protocol file", str(e)) from None
+        raise ProtocolFileError(str(p), "<file>", "a readable file (UTF-8 TOML, at most 1 MB)", str(e)) from None
     return parse_protocol(data, p, sha)
 
 

@@ -30,7 +30,7 @@ HEADER_KEYS = ("software", "software_version", "python", "protocol", "protocol_s
 """Keys the program writes into session.json."""
 
 PROTECTED_FIELDS = ("log_final_sha256", "log_events", "amendments", "protocol_sha256", "software_version",
-                    "start_utc", "resumed", "station_sha256", "thermode_cap_c", "participant", "visit", "status",
+                    "start_utc", "resumed", "station_sha256", "thermode_cap_c", "status",
                     "simulate", "seed", "protocol", "station")
 """Header fields an amendment may never change: they describe the record itself, not the participant."""
 

@@ -54,7 +54,7 @@ def main() -> int:
     ensure_display()
     from psychopy import core
 
-    from cpm_session.ui.psychopy_ui import PsychoPyUI
+    from cpm_session.ui.psychopy import PsychoPyUI
 
     protocol = load_protocol(ROOT / "protocols" / "cpm-thermal.toml")
     t = protocol.texts

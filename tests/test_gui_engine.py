@@ -75,7 +75,7 @@ def run(protocol_path: Path, data_dir: Path, script: Callable[[], Any], shots: P
     from cpm_session.engine import run_visit
     from cpm_session.protocol import load_protocol
     from cpm_session.station import load_station
-    from cpm_session.ui.psychopy_ui import PsychoPyUI
+    from cpm_session.ui.psychopy import PsychoPyUI
     from cpm_session.ui.status import StatusView
 
     protocol = load_protocol(protocol_path)

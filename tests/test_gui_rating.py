@@ -277,3 +277,33 @@ def test_staff_note_is_typed_into_the_window(ui: Any, screen: Screen) -> None:
         ui.key_handler = None
     assert got == ["AE: red skin,", None]
     assert keys == ["n", "n"]  # 's', 'p', Escape typed into the entry never reached the handler
+
+
+def test_keys_pressed_by_software_reach_the_handler_from_every_frame_loop(ui: Any, screen: Screen) -> None:
+    """press(key, at_t) (a scripted test, a simulated staff member) is delivered like a typed key, from
+    tick(), rate(), choose() and the staff's text box alike; 'h' toggles the help overlay."""
+    got: list[tuple[str, str]] = []
+    ui.key_handler = lambda key: got.append((key, str(ui.status_view.state.get("screen"))))
+    clock = ui.clock
+    try:
+        ui.show("welcome", ui.protocol.texts.welcome)
+        ui.press("space", clock.now())
+        ui.tick()
+        assert got == [("space", "welcome")]
+        ui.press("s", clock.now() + 0.3)
+        with answering(ui, lambda p: (70.0, 0.6)):
+            assert ui.rate(prompt(ui)).value == 70.0
+        ui.press("w", clock.now() + 0.2)
+        with answering(ui, chooser=lambda c: 1):
+            assert ui.choose(Choice("Q?", ["a", "b"], timeout_s=10)) == 1
+        ui.press("h", clock.now() + 0.2)
+        clicker = Clicker(lambda: (time.sleep(0.6), screen.type("ok"), screen.key("Return")))
+        clicker.start()
+        assert ui.ask_text("Note") == "ok"
+        clicker.result()
+    finally:
+        ui.key_handler = None
+    assert [k for k, _ in got] == ["space", "s", "w", "h"]
+    assert got[1][1].startswith("rating_heat") and got[2][1].startswith("choice_list")
+    assert ui.help_visible
+    ui.help_visible = False

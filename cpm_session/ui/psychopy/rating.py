@@ -93,9 +93,15 @@ class RatingScreen:
         if self.value is not None and self.chosen_flip is None:
             self.chosen_flip = flip_t
 
+    def _latest_input(self) -> None:
+        """Right before drawing: take the input that arrived while waiting for the frame slot, so a release
+        shows on this frame (the confirm is acted on at the top of the next loop)."""
+        self.ui.win.winHandle.dispatch_events()
+        self._read_mouse(self.ui.clock.now())
+
     def _frame(self) -> float:
         name = self.name if self.value is None else f"{self.name}_answered"
-        return self.ui._frame(self.draw, name, on_flip=self._on_flip)
+        return self.ui._frame(self.draw, name, before=self._latest_input, on_flip=self._on_flip)
 
     def _result(self, value: float | None, rt_s: float | None) -> RatingResult:
         ui = self.ui

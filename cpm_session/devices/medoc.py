@@ -45,6 +45,8 @@ MAX_STARTS = 3
 STALE_FACTOR = 3.0
 """A polled status older than this many poll intervals (at least 2 s) is refreshed by a direct query."""
 MIN_ACTIVE_POLL_S = 0.05
+RETRY_BACKOFF_S = 0.1
+"""A retry waits at least this many seconds × the attempt number (0.1 s in ilalena's script, 0.3 s CANLab's)."""
 RETURNED_TOLERANCE_C = 0.5
 """Poll at the active rate until the reported temperature is this close to neutral again."""
 SAFE_MODE_WORDS = ("safe mode", "safemode", "self-test", "self test")
@@ -188,6 +190,8 @@ class MedocThermode(Thermode):
         for attempt in range(attempts):
             if spaced or attempt > 0:
                 self._wait_spacing()
+            if attempt > 0:
+                time.sleep(max(0.0, RETRY_BACKOFF_S * attempt - self.s.command_spacing_s))
             data = wire.encode_command(cmd, param, timestamp=int(time.time()) & 0xFFFFFFFF,
                                        length_order=self.s.length_order)
             try:
@@ -490,6 +494,12 @@ class MedocThermode(Thermode):
             self._wake.clear()
             if self._stop.is_set():
                 return
+            with self._send_lock:
+                due = self._last_send + self.s.command_spacing_s - time.monotonic()
+            if due > 0:  # not yet: never hold the line while waiting for the spacing
+                self._stop.wait(due)
+                if self._stop.is_set():
+                    return
             if self._armed or not self._io.acquire(blocking=False):
                 continue  # armed: keep the line free for TRIGGER; busy: the command in flight reports state
             try:

@@ -429,6 +429,25 @@ class MedocThermode(Thermode):
             except Exception:  # noqa: BLE001 - close must not raise
                 pass
 
+    def try_program(self, temp_c: float) -> wire.Response:
+        """Select the program mapped to `temp_c`, then ABORT it before any trigger (station check).
+
+        Returns the SELECT_TP response; raises the error a refusal stands for (MedocProgramMissing, ...).
+        """
+        code = self.s.programs[round(temp_c, 2)]
+        with self._io:
+            self._end_previous()
+            r = self._exchange(Command.SELECT_TP, code)
+            try:
+                self._check(r, f"SELECT_TP {code}", program_c=temp_c)
+            finally:
+                if r.in_test or r.ok:
+                    a = self._exchange(Command.ABORT)
+                    deadline = time.monotonic() + self.s.end_timeout_s
+                    while a.in_test and time.monotonic() < deadline:
+                        a = self._exchange(Command.GET_STATUS)
+            return r
+
     # ---- internals --------------------------------------------------------------------------
     def _end_previous(self) -> None:
         """Wait for a launched test to end; abort one left selected. Called with `_io` held."""

@@ -18,6 +18,7 @@ import random
 import socket
 import struct
 import threading
+from collections.abc import Mapping
 import time
 from dataclasses import dataclass, field
 from typing import Literal, Self
@@ -69,7 +70,7 @@ class MedocEmulator:
 
     kind = "thermode"
 
-    def __init__(self, speed: float = 1.0, *, programs: dict[int, float | Program] | None = None,
+    def __init__(self, speed: float = 1.0, *, programs: Mapping[int, float | Program] | None = None,
                  host: str = "127.0.0.1", port: int = 0, baseline_c: float = 32.0,
                  pretest_s: tuple[float, float] = (1.0, 3.0), auto_start: bool = True, start_twice: bool = False,
                  spacing_s: float = 0.0, layout: Literal["full", "short"] = "full",

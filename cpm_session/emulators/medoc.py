@@ -18,8 +18,8 @@ import random
 import socket
 import struct
 import threading
-from collections.abc import Mapping
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Self
 

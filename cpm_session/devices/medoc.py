@@ -16,7 +16,7 @@ MMS is the server; every command opens a new connection, sends one command and r
 
 Commands are spaced by `command_spacing_s` (MMS misses faster ones, users report connection resets);
 refused or reset connections are retried `retries` times. A background thread polls GET_STATUS
-(`idle_poll_s` between stimuli, every spacing during one) so `read()` never waits on the network;
+(`idle_poll_s` between stimuli, every two spacings during one) so `read()` never waits on the network;
 a SAFETY_WARNING or SAFETY_ERROR seen by any command raises MedocSafetyError (a DeviceError: the
 session pauses) at the next call.
 """
@@ -46,6 +46,9 @@ STALE_FACTOR = 3.0
 """A polled status older than this many poll intervals (at least 2 s) is refreshed by a direct query."""
 MIN_ACTIVE_POLL_S = 0.05
 RETRY_BACKOFF_S = 0.1
+URGENT_RETRY_S = 0.01
+ACTIVE_POLL_SPACINGS = 2.0
+"""During a stimulus the status is polled every this many command spacings (leaves room for ABORT)."""
 """A retry waits at least this many seconds × the attempt number (0.1 s in ilalena's script, 0.3 s CANLab's)."""
 RETURNED_TOLERANCE_C = 0.5
 """Poll at the active rate until the reported temperature is this close to neutral again."""
@@ -88,6 +91,8 @@ class MedocThermode(Thermode):
         """Held for a normal exchange (one command at a time, spaced); abort() does not take it."""
         self._send_lock = threading.Lock()
         self._last_send = -1e9
+        self._last_ok_send = -1e9
+        self._aborting = False
         self._latest: ThermodeReading | None = None
         self._latest_wall = -1e9
         self._latest_resp: wire.Response | None = None
@@ -179,7 +184,8 @@ class MedocThermode(Thermode):
         if wait > 0:
             time.sleep(wait)
 
-    def _exchange(self, cmd: Command, param: int | None = None, *, spaced: bool = True) -> wire.Response:
+    def _exchange(self, cmd: Command, param: int | None = None, *, spaced: bool = True,
+                  urgent: bool = False) -> wire.Response:
         """Send one command (spaced after the previous one unless `spaced` is False) and return the response.
 
         Refused, reset or reply-less connections are retried `retries` times (each retry spaced).
@@ -188,10 +194,14 @@ class MedocThermode(Thermode):
         attempts = self.s.retries + 1
         last = ""
         for attempt in range(attempts):
-            if spaced or attempt > 0:
+            if urgent and attempt > 0:  # ABORT: retry as soon as MMS's window after the last answered command ends
+                with self._send_lock:
+                    wait = self._last_ok_send + self.s.command_spacing_s - time.monotonic()
+                time.sleep(max(URGENT_RETRY_S, wait))
+            elif spaced or attempt > 0:
                 self._wait_spacing()
-            if attempt > 0:
-                time.sleep(max(0.0, RETRY_BACKOFF_S * attempt - self.s.command_spacing_s))
+                if attempt > 0:
+                    time.sleep(max(0.0, RETRY_BACKOFF_S * attempt - self.s.command_spacing_s))
             data = wire.encode_command(cmd, param, timestamp=int(time.time()) & 0xFFFFFFFF,
                                        length_order=self.s.length_order)
             try:
@@ -217,6 +227,8 @@ class MedocThermode(Thermode):
             except OSError as e:
                 raise DeviceDisconnected(f"cannot reach MMS ({e.strerror or e})", role=self.role, port=self.port,
                                          command=text) from None
+            with self._send_lock:
+                self._last_ok_send = max(self._last_ok_send, self._last_send)
             self.layout_seen, self.length_order_seen = r.layout, r.length_order
             if r.command != cmd:
                 raise DeviceError(f"response is for command {wire.name_of(Command, r.command)}", role=self.role,
@@ -377,7 +389,11 @@ class MedocThermode(Thermode):
         """Send ABORT on a new connection at once (no spacing wait, no wait for a command in flight)."""
         self._armed = False
         self._launched = False
-        r = self._exchange(Command.ABORT, spaced=False)
+        self._aborting = True  # the status poller stands down
+        try:
+            r = self._exchange(Command.ABORT, spaced=False, urgent=True)
+        finally:
+            self._aborting = False
         if r.return_code in (ReturnCode.OK, ReturnCode.ILLEGAL_STATE, ReturnCode.ILLEGAL_TEST_STATE):
             return  # ILLEGAL_*: nothing was running
         self._check(r, "ABORT")
@@ -508,7 +524,8 @@ class MedocThermode(Thermode):
             lt = self._latest
             active = self._launched or (lt is not None and math.isfinite(lt.mean_c)
                                         and abs(lt.mean_c - self.neutral_c) > RETURNED_TOLERANCE_C)
-            interval = max(self.s.command_spacing_s, MIN_ACTIVE_POLL_S) if active else self.s.idle_poll_s
+            interval = max(ACTIVE_POLL_SPACINGS * self.s.command_spacing_s, MIN_ACTIVE_POLL_S) if active \
+                else self.s.idle_poll_s
             self._wake.wait(interval)
             self._wake.clear()
             if self._stop.is_set():
@@ -519,7 +536,7 @@ class MedocThermode(Thermode):
                 self._stop.wait(due)
                 if self._stop.is_set():
                     return
-            if self._armed or not self._io.acquire(blocking=False):
+            if self._armed or self._aborting or not self._io.acquire(blocking=False):
                 continue  # armed: keep the line free for TRIGGER; busy: the command in flight reports state
             try:
                 self._exchange(Command.GET_STATUS)

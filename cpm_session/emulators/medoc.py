@@ -6,7 +6,8 @@ straight into the pre-test (automatic start) -> pre-test of variable length (tes
 waiting for TRIGGER -> ramp to the program's temperature, plateau, return -> listening again.
 
 Faults to inject: a TRIGGER in the pre-test is lost (answered ILLEGAL_TEST_STATE, or OK like a silent
-loss), commands closer than `spacing_s` are reset unexecuted, `inject(return_code)` for the next
+loss), commands arriving within `spacing_s` of the last
+taken command are reset unexecuted (MMS busy), `inject(return_code)` for the next
 responses, `safe_mode`, `not_licensed` (close without a response), `drop()` / `restore()` to refuse
 connections mid-visit, `reset_next(n)`, both response layouts and both length byte orders.
 Device time = wall time × `speed` (a host on `RealClock(speed)` agrees with it).
@@ -328,13 +329,13 @@ class MedocEmulator:
                 conn.close()
                 return
             with self.lock:
-                too_soon = perf - self._last_arrival < self.spacing_s
-                self._last_arrival = perf
+                too_soon = perf - self._last_arrival < self.spacing_s  # MMS still busy with the last command
                 if self._reset_next > 0 or too_soon or self.dropped:
                     self._reset_next = max(0, self._reset_next - 1)
                     self.received.append(Received(perf, cmd, param, False, None, self.state))
                     _reset(conn)
                     return
+                self._last_arrival = perf  # only a command MMS takes keeps it busy
                 if self.not_licensed:
                     self.received.append(Received(perf, cmd, param, False, None, self.state))
                     conn.close()

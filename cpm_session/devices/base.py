@@ -95,6 +95,10 @@ class Thermode(Device):
         """Return the device's error status text ('' when fine)."""
         return ""
 
+    def available_targets_c(self) -> list[float] | None:
+        """Return the only temperatures this thermode can deliver (a program grid), or None for any."""
+        return None
+
 
 class Bath(Device):
     """A cold-water bath (circulator or plain thermometer)."""

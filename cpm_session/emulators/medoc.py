@@ -166,7 +166,12 @@ class MedocEmulator:
             self.dropped = True
             sock, self._sock = self._sock, None
         if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # stop listening now, even while accept() waits in the thread
+            except OSError:
+                pass
             sock.close()
+            time.sleep(0.06)  # the serving thread leaves accept() within its 50 ms time-out
 
     def restore(self) -> None:
         """Listen on the same port again after `drop()`."""

@@ -82,13 +82,13 @@ def main() -> int:
             hold = threading.Event()
             release = threading.Event()
 
-            def holder() -> None:
+            def holder(hold: threading.Event, release: threading.Event) -> None:
                 with th._io:
                     hold.set()
                     release.wait(2.0)
 
             if busy:
-                threading.Thread(target=holder, daemon=True).start()
+                threading.Thread(target=holder, args=(hold, release), daemon=True).start()
                 hold.wait(1.0)
             t0 = time.perf_counter()
             th.abort()
@@ -96,7 +96,7 @@ def main() -> int:
             t1 = _arrival(emu, Command.ABORT, t0)
             assert t1 is not None
             (aborts_busy if busy else aborts).append(t1 - t0)
-        for i in range(max(5, a.n // 2)):
+        for _ in range(max(5, a.n // 2)):
             t0 = time.perf_counter()
             th.stimulate(44.0, 10.0, 10.0, 2.0)
             t = _arrival(emu, Command.TRIGGER, t0)

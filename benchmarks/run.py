@@ -192,9 +192,27 @@ def longrun(quick: bool) -> list[Row]:
                 f"heap ≤ {r['heap_limit_mb']:g} MB, RSS ≤ {r['rss_limit_mb']:g} MB, fds flat", ok(r["ok"]))]
 
 
+def medoc(quick: bool) -> list[Row]:
+    r = last_json(call("bench_medoc.py", "--n", "10" if quick else "40", "--json"))
+    where = f"Medoc over TCP to the MMS emulator, spacing {r['spacing_s']:g} s"
+
+    def fig(k: str) -> str:
+        return f"median {r[k]['median_ms']:.1f} ms, p95 {r[k]['p95_ms']:.1f} ms, max {r[k]['max_ms']:.1f} ms"
+
+    return [Row("timing", f"{where}: planned onset → TRIGGER, prepared ahead ({r['onset_prepared']['n']:.0f} reps)",
+                fig("onset_prepared")),
+            Row("timing", f"{where}: stimulate() (select + pre-test + trigger) → TRIGGER "
+                          f"({r['onset_stimulate']['n']:.0f} reps)", fig("onset_stimulate")),
+            Row("safety", f"{where}: abort() → ABORT, idle ({r['abort_idle']['n']:.0f} reps; a reset ABORT is "
+                          "re-sent when MMS's busy window ends)", fig("abort_idle")),
+            Row("safety", f"{where}: abort() → ABORT, command in flight ({r['abort_command_in_flight']['n']:.0f} reps)",
+                fig("abort_command_in_flight"))]
+
+
 BENCHES: dict[str, Callable[[bool], list[Row]]] = {
     "onset": onset, "estop": estop, "serial": serial_latency, "rating": rating_capture, "startup": startup,
     "summarize": summarize, "calibration": calibration, "durability": durability, "longrun": longrun,
+    "medoc": medoc,
 }
 
 

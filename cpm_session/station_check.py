@@ -83,7 +83,10 @@ def check_station(station: Station, protocol: Protocol | None = None, *, clock: 
             rep.add(role, "identify", True, f"{info.identity} firmware {info.firmware or '-'}")
             emit(f"OK   {role}: {cfg.model} on {cfg.port}: {info.identity}"
                  + (f", firmware {info.firmware}" if info.firmware else "") + (f" ({extra})" if extra else ""))
-            if isinstance(dev, Thermode):
+            if isinstance(dev, Thermode) and dev.model == "medoc":  # TCP thermode: its own checks
+                from cpm_session.station_check_medoc import check_medoc
+                check_medoc(dev, rep, cap, neutral, emit, _line)
+            elif isinstance(dev, Thermode):
                 _check_thermode(dev, rep, cap, neutral, neutral_wait_s, emit)
             elif isinstance(dev, Bath):
                 _check_bath(dev, rep, protocol, bath_window_s, emit)

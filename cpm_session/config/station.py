@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cpm_session.errors import StationFileError
 from cpm_session.limits import ABSOLUTE_MAX_C
 
-THERMODE_MODELS = ("sim", "tcs2")
+THERMODE_MODELS = ("sim", "tcs2", "medoc")
 BATH_MODELS = ("sim", "julabo", "lauda", "serial-thermometer")
 ALGOMETER_MODELS = ("sim", "wagner-fdx", "mark10")
 
@@ -24,6 +24,11 @@ class RoleConfig(BaseModel):
     port: str = ""
     baudrate: int | None = None
     timeout_s: float = Field(default=1.0, gt=0, le=30)
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def _port_number(cls, v: object) -> object:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v  # a TCP port (Medoc)
 
 
 class StationMeta(BaseModel):
@@ -57,7 +62,10 @@ def _check_models(st: Station, path: str) -> None:
         cfg: RoleConfig = getattr(st, role)
         if cfg.model not in allowed:
             raise StationFileError(f"{path}: key '{role}.model': expected one of {list(allowed)}, found {cfg.model!r}")
-        if cfg.model != "sim" and not cfg.port:
+        if cfg.model == "medoc":  # a TCP thermode: host, port and program map (devices/medoc_config.py)
+            from cpm_session.config.medoc import medoc_settings
+            medoc_settings(cfg, max_c=st.station.max_thermode_c, path=path)
+        elif cfg.model != "sim" and not cfg.port:
             raise StationFileError(f"{path}: key '{role}.port': expected a port (e.g. /dev/ttyUSB0, COM3, socket://host:port), found nothing")
 
 

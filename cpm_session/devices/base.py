@@ -124,6 +124,7 @@ class Thermode(Device):
         return ""
 
 
+
 class Bath(Device):
     """A cold-water bath (circulator or plain thermometer)."""
 

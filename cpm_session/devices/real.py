@@ -78,6 +78,10 @@ def open_real(role: str, cfg: RoleConfig, *, cap_c: float, neutral_c: float, clo
     from cpm_session.devices.baths import JulaboBath, LaudaBath, SerialThermometer
     from cpm_session.devices.tcs2 import TcsThermode
 
+    if role == "thermode" and cfg.model == "medoc":  # TCP to Medoc Main Station, no serial port
+        from cpm_session.devices.medoc import open_medoc
+
+        return open_medoc(role, cfg, cap_c=cap_c, neutral_c=neutral_c, clock=clock)
     extra = cfg.model_extra or {}
     allowed = {"thermode": ("tcs2",), "bath": ("julabo", "lauda", "serial-thermometer"),
                "algometer": ("wagner-fdx", "mark10")}

@@ -229,12 +229,14 @@ class Context:
         elif not out:
             self.bath_warned = False
 
-    def stimulus_delivered(self, phase: str, trial: int, target_c: float, onset: float, end: float) -> None:
-        """Record what the thermode reports it delivered during the stimulus just ended (when it keeps a trace)."""
+    def stimulus_delivered(self, phase: str, trial: int, target_c: float, plateau_start: float,
+                           plateau_end: float) -> None:
+        """Record what the thermode reports it delivered on the plateau of the stimulus just ended (when it
+        keeps a trace): peak of any zone and the plateau mean (None when no sample fell on the plateau)."""
         trace = self.devices.thermode.trace()
         if not trace:
             return
-        plateau = [r.mean_c for r in trace if onset <= r.t <= end]
+        plateau = [r.mean_c for r in trace if plateau_start <= r.t <= plateau_end]
         peak = max((max(r.zones_c) for r in trace), default=None)
         self.log("stimulus_delivered", phase=phase, trial=trial, target_c=round(target_c, 3), n_samples=len(trace),
                  peak_c=None if peak is None else round(peak, 2),

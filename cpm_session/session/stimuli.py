@@ -106,7 +106,8 @@ def ts_trial(ctx: Context, phase: str, trial: int, planned_t: float, intensity: 
                 ctx.wait_until(back)
                 ctx.stim_end = -1.0
                 if thermal:
-                    ctx.stimulus_delivered(phase, trial, intensity, onset, back)
+                    rise_s = abs(intensity - ctx.p.safety.neutral_c) / ctx.p.thermode.rise_c_per_s
+                    ctx.stimulus_delivered(phase, trial, intensity, onset + rise_s, onset + rise_s + plateau)
                 break
             except TrialInterrupted:
                 ctx.log("trial_discarded", phase=phase, trial=trial, reason="paused during the stimulus")

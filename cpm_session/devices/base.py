@@ -75,13 +75,34 @@ class Thermode(Device):
             raise SafetyLimitError(
                 f"{self.role} on {self.port}: target {target_c:.1f} °C refused, cap is {self.cap_c:.1f} °C")
 
+    readback_warning: str = ""
+    """Empty, or why the loaded parameters could not be read back (unknown or silent `P`); show it to staff."""
+
     @abstractmethod
-    def stimulate(self, target_c: float, rise_c_per_s: float, return_c_per_s: float, duration_s: float) -> None:
-        """Set every stimulus parameter on the device and launch it; return once the launch is sent.
+    def prepare(self, target_c: float, rise_c_per_s: float, return_c_per_s: float, duration_s: float) -> None:
+        """Load every stimulus parameter and verify it on the device where it can be read back; no heat.
 
         `duration_s` counts from launch (rise plus plateau); the device returns to neutral on its own.
-        Raises SafetyLimitError (nothing sent) if `target_c` is above the cap.
+        Raises SafetyLimitError (nothing sent) if `target_c` is above the cap or a value is out of range,
+        DeviceError (naming what was sent and what came back) if the read-back disagrees twice.
         """
+
+    @abstractmethod
+    def launch(self) -> None:
+        """Start the prepared stimulus (the TCS II: one `L` byte). Raises DeviceError if nothing is prepared."""
+
+    def stimulate(self, target_c: float, rise_c_per_s: float, return_c_per_s: float, duration_s: float) -> None:
+        """Prepare the stimulus and launch it at once; return once the launch is sent."""
+        self.prepare(target_c, rise_c_per_s, return_c_per_s, duration_s)
+        self.launch()
+
+    @abstractmethod
+    def trace(self) -> list[ThermodeReading]:
+        """Return the temperature samples (neutral + five zones, session time) since the last launch."""
+
+    def available_targets_c(self) -> list[float] | None:
+        """Return the only targets the device can deliver, or None when any target in 0.1 °C steps works."""
+        return None
 
     @abstractmethod
     def abort(self) -> None:

@@ -23,6 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drift", type=float, default=0.0, help="bath: drift, °C per minute")
     p.add_argument("--no-auto-press", action="store_true", help="algometer: do not repeat press cycles")
     p.add_argument("--quiet", action="store_true", help="do not print a status line every few seconds")
+    p.add_argument("--strict", action="store_true",
+                   help="thermode: behave as the public manual describes a real TCS II (characters less than 1 ms "
+                        "apart are dropped, P in the public layout without maximum, replies without terminator)")
+    p.add_argument("--p-mode", choices=["public", "command", "unknown", "silent"], default=None,
+                   help="thermode: layout of the P reply (default: public with --strict, else command)")
+    p.add_argument("--ignore-om", action="store_true", help="thermode: a unit whose Om limiter does not work")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         raise CpmError(f"--speed: expected a number > 0, found {args.speed}")
     emu: PtyEmulator
     if args.device == "thermode":
-        emu = TcsEmulator(args.speed)
+        emu = TcsEmulator(args.speed, strict=args.strict, p_mode=args.p_mode, ignore_om=args.ignore_om)
     elif args.device == "bath":
         emu = BathEmulator(args.speed, model=model, start_c=args.bath_c, drift_c_per_min=args.drift, noise_c=0.02)
     else:

@@ -123,6 +123,8 @@ class TcsThermode(Thermode):
         self.p_layout = ""
         """'public', 'command', 'unknown' or 'silent': how the device answered `P`."""
         self.p_raw = b""
+        """The first `P` reply (logged once at connect)."""
+        self.last_p_raw = b""
         self._readback = True
         self._prepared: wire.Parameters | None = None
         self._prepared_cmds = ""
@@ -165,8 +167,9 @@ class TcsThermode(Thermode):
             log.warning("%s", self.readback_warning)
             return None
         self.p_layout = got.layout
+        self.last_p_raw = b"\r".join(collector.raw)
         if not self.p_raw:
-            self.p_raw = b"\r".join(collector.raw)
+            self.p_raw = self.last_p_raw
         return got
 
     @staticmethod
@@ -226,9 +229,8 @@ class TcsThermode(Thermode):
                 break
             if attempt == 2:
                 raise DeviceError("; ".join(diff) + " (after a re-send)", role=self.role, port=self.port,
-                                  command=setup.decode(), reply=self.p_raw or None)
+                                  command=setup.decode(), reply=self.last_p_raw or None)
             self.readback_mismatches.append("; ".join(diff))
-            self.p_raw = b""
         self.device_max_c = expected_max
         status = self.error_status()
         shown = (f"{self.device_max_readback_c:.1f}" if self.device_max_readback_c is not None
@@ -281,7 +283,7 @@ class TcsThermode(Thermode):
                 break
             if attempt == 2:
                 raise DeviceError("parameters read back differ after a re-send, nothing launched: " + "; ".join(diff),
-                                  role=self.role, port=self.port, command=text, reply=self.p_raw or None)
+                                  role=self.role, port=self.port, command=text, reply=self.last_p_raw or None)
             self.readback_mismatches.append("; ".join(diff))
             log.warning("%s on %s: P read-back differs (%s); re-sending %s", self.role, self.port,
                         "; ".join(diff), text)

@@ -34,6 +34,7 @@ PROBE_ID = "EMU-0001"
 PROBE_TYPE = "T03 (5 zones)"
 P_MODES = ("public", "command", "unknown", "silent")
 STRICT_CHAR_GAP_S = 0.001
+BATTERY = b"19.1234v 040%"
 UNKNOWN_P_REPLY = b"\rStimulation parameters\rbaseline 32.0 C, zones 11111\rprofile A (see touch panel)"
 
 
@@ -245,6 +246,8 @@ class TcsEmulator(PtyEmulator):
             self.send(b"\r000000" if self.strict else b"\r\n000000\r\n")
         elif head == b"K":
             self.send(b"\r00" if self.strict else b"\r\n00\r\n")
+        elif head == b"B":
+            self.send(b"\r" + BATTERY if self.strict else b"\r\n" + BATTERY + b"\r\n")
 
     def parameters(self) -> wire.Parameters:
         """Return the loaded parameters as `P` shows them."""

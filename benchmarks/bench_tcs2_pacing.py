@@ -93,7 +93,7 @@ def run(n: int) -> dict[str, Any]:
             k = rng.randint(3, 25)
             errs: list[BaseException] = []
 
-            def load(errs: list[BaseException] = errs) -> None:
+            def load(errs: list[BaseException] = errs, target: float = target) -> None:
                 try:
                     dev.prepare(target, 50.0, 50.0, 0.1)
                 except WritePreempted as e:

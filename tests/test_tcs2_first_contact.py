@@ -404,7 +404,7 @@ def test_onset_stays_sub_ms_with_pacing_and_preload():
             while time.perf_counter() < planned:
                 pass
             dev.launch()
-            assert wait_for(lambda: emu.first_arrival(b"L", planned) is not None, timeout=1.0)
+            assert wait_for(lambda p=planned: emu.first_arrival(b"L", p) is not None, timeout=1.0)  # type: ignore[misc]
             errs.append(emu.first_arrival(b"L", planned) - planned)
             time.sleep(0.3)
         assert statistics.median(errs) < 0.005

@@ -109,6 +109,11 @@ class SimThermode(Thermode):
                               "return_c_per_s": return_c_per_s, "duration_s": duration_s}
             self.commands.append((self.clock.now(), "prepare", dict(self._prepared)))
 
+    def stimulate(self, target_c: float, rise_c_per_s: float, return_c_per_s: float, duration_s: float) -> None:
+        """Prepare the stimulus and launch it at once (the onset then waits for the load and read-back)."""
+        self.prepare(target_c, rise_c_per_s, return_c_per_s, duration_s)
+        self.launch()
+
     def launch(self) -> None:
         """Start the prepared stimulus now: ramp, hold until its duration ends, return on its own."""
         from cpm_session.errors import DeviceError

@@ -289,6 +289,11 @@ class TcsThermode(Thermode):
                         "; ".join(diff), text)
         self._prepared, self._prepared_cmds = want, text
 
+    def stimulate(self, target_c: float, rise_c_per_s: float, return_c_per_s: float, duration_s: float) -> None:
+        """Prepare the stimulus and launch it at once (the onset then waits for the load and read-back)."""
+        self.prepare(target_c, rise_c_per_s, return_c_per_s, duration_s)
+        self.launch()
+
     def launch(self) -> None:
         """Send only `L` (not queued behind a query in flight); the device times the prepared stimulus.
 

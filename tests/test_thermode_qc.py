@@ -103,3 +103,14 @@ def test_sim_thermode_zone_fault_is_delivered_and_flagged():
     assert "plateau_off_target" in q.flags
     with pytest.raises(ValueError):
         SimThermode(clock, cap_c=49.0, neutral_c=NEUTRAL, fault_zone=6)
+
+
+def test_assess_stimulus_and_trace_rows():
+    from cpm_session.devices.thermode_qc import TRACE_COLUMNS, assess_stimulus, trace_rows
+
+    tr = ramp()
+    assert assess_stimulus(tr, target_c=TARGET, neutral_c=NEUTRAL, launch_t=10.0, rise_c_per_s=RISE,
+                           duration_s=DUR) == judge(tr)
+    rows = trace_rows("ts_pre-1", tr[:2])
+    assert len(TRACE_COLUMNS) == len(rows[0]) == 8
+    assert rows[0] == [10.0, "ts_pre-1", 32.0, 32.0, 32.0, 32.0, 32.0, 32.0] and rows[1][3] == 32.13

@@ -87,3 +87,20 @@ def assess(trace: Sequence[ThermodeReading], *, target_c: float, neutral_c: floa
     if ttt is None:
         flags.append("never_reached")
     return StimulusQC(target_c, peak, pmean, ttt, len(samples), len(plateau), tuple(flags))
+
+
+def assess_stimulus(trace: Sequence[ThermodeReading], *, target_c: float, neutral_c: float, launch_t: float,
+                    rise_c_per_s: float, duration_s: float, tolerance_c: float = TOLERANCE_C) -> StimulusQC:
+    """Judge one stimulus from its commanded parameters: the plateau runs from the end of the rise to the duration."""
+    p0, p1 = plateau_window(launch_t, neutral_c, target_c, rise_c_per_s, duration_s)
+    return assess(trace, target_c=target_c, neutral_c=neutral_c, launch_t=launch_t, plateau_start_t=p0,
+                  plateau_end_t=p1, tolerance_c=tolerance_c)
+
+
+TRACE_COLUMNS = ("t", "stimulus", "neutral_c", "zone1_c", "zone2_c", "zone3_c", "zone4_c", "zone5_c")
+"""Columns of a session's `thermode_trace.csv`: session time, stimulus id, neutral and the five zones."""
+
+
+def trace_rows(stimulus: str, trace: Sequence[ThermodeReading]) -> list[list[object]]:
+    """Return `trace` as rows under TRACE_COLUMNS (time to 0.1 ms, temperatures to 0.01 °C)."""
+    return [[round(r.t, 4), stimulus, round(r.neutral_c, 2), *(round(z, 2) for z in r.zones_c)] for r in trace]

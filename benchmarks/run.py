@@ -112,6 +112,20 @@ def serial_latency(quick: bool) -> list[Row]:
     return rows
 
 
+def tcs2_pacing(quick: bool) -> list[Row]:
+    r = last_json(call("bench_tcs2_pacing.py", "--n", "15" if quick else "50", "--json"))
+    n = r["n"]
+    return [Row("timing", f"TCS II, 1 ms/char pacing, pre-loaded: planned onset → `L` at the strict emulator ({n} reps)",
+                f"median {r['preload_median_ms']:.3f} ms, p99 {r['preload_p99_ms']:.3f} ms, "
+                f"max {r['preload_max_ms']:.3f} ms"),
+            Row("timing", f"TCS II, 1 ms/char pacing, `stimulate()` at the onset (load + `P` + `L`) ({n} reps)",
+                f"median {r['at_onset_median_ms']:.1f} ms, p99 {r['at_onset_p99_ms']:.1f} ms"),
+            Row("safety", f"TCS II: `abort()` → `A` while a parameter string is being paced ({n} reps)",
+                f"median {r['escape_median_ms']:.3f} ms, p99 {r['escape_p99_ms']:.3f} ms, max "
+                f"{r['escape_max_ms']:.3f} ms; rest unsent {r['escape_rest_unsent']}/{n}", "< 100 ms",
+                ok(r["escape_max_ms"] < 100 and r["escape_rest_unsent"] == n))]
+
+
 def rating_capture(quick: bool) -> list[Row]:
     r = last_json(call("bench_rating_capture.py", "--n", "5" if quick else "20", "--moves", "10" if quick else "40",
                        gui=True))
@@ -210,7 +224,8 @@ def medoc(quick: bool) -> list[Row]:
 
 
 BENCHES: dict[str, Callable[[bool], list[Row]]] = {
-    "onset": onset, "estop": estop, "serial": serial_latency, "rating": rating_capture, "startup": startup,
+    "onset": onset, "estop": estop, "serial": serial_latency, "tcs2": tcs2_pacing, "rating": rating_capture,
+    "startup": startup,
     "summarize": summarize, "calibration": calibration, "durability": durability, "longrun": longrun,
     "medoc": medoc,
 }

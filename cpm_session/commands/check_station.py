@@ -13,6 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", help="protocol file: checks the bath against its cold-pressor range and uses its "
                                       "thermode cap and neutral temperature")
     p.add_argument("--bath-window", type=float, default=3.0, help="seconds over which the bath must be stable")
+    p.add_argument("--data", default="data", help="data folder: the thermode limiter result is appended to "
+                                                  "DATA/station-checks.jsonl, which `run` reads (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,5 +24,5 @@ def run(args: argparse.Namespace) -> int:
 
     station = load_station(args.station)
     protocol = load_protocol(args.protocol) if args.protocol else None
-    report = check_station(station, protocol, bath_window_s=args.bath_window)
+    report = check_station(station, protocol, bath_window_s=args.bath_window, data_dir=args.data)
     return 0 if report.ok else 1

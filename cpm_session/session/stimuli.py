@@ -96,6 +96,7 @@ def ts_trial(ctx: Context, phase: str, trial: int, planned_t: float, intensity: 
     plateau = ctx.p.test_stimulus.duration_s if plateau_s is None else plateau_s
     thermal = (modality or ctx.p.protocol.ts_modality) == "thermal"
     value = None
+    qc_flags = ""
     for attempt in range(1, ctx.p.ratings.max_attempts + 1):
         while True:
             try:
@@ -107,13 +108,13 @@ def ts_trial(ctx: Context, phase: str, trial: int, planned_t: float, intensity: 
                 ctx.stim_end = -1.0
                 if thermal:
                     rise_s = abs(intensity - ctx.p.safety.neutral_c) / ctx.p.thermode.rise_c_per_s
-                    ctx.stimulus_delivered(phase, trial, intensity, onset + rise_s, onset + rise_s + plateau)
+                    qc_flags = ctx.stimulus_delivered(phase, trial, intensity, onset, rise_s + plateau)
                 break
             except TrialInterrupted:
                 ctx.log("trial_discarded", phase=phase, trial=trial, reason="paused during the stimulus")
                 planned_t = ctx.clock.now() + CUE_S
         value = rating(ctx, phase, trial, "heat" if thermal else "pressure", intensity,
-                       "C" if thermal else "kPa", onset, planned_t, attempt=attempt)
+                       "C" if thermal else "kPa", onset, planned_t, attempt=attempt, flag=qc_flags)
         if value is not None or not ctx.p.ratings.repeat_missing:
             break
         planned_t = ctx.clock.now() + CUE_S

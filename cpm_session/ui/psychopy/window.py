@@ -88,6 +88,7 @@ class PsychoPyUI(ParticipantUI):
         self._flip_time = 0.0  # PsychoPy clock time of the last flip
         self._continuous: ContinuousRating | None = None
         self._warm_jobs: deque[Callable[[], None]] = deque()
+        self._help_stims: list[Any] | None = None  # built when first shown, or by a warm-up job
         self._shot_queue: queue.Queue[tuple[Any, Path] | None] = queue.Queue()
         self._shot_thread: threading.Thread | None = None
 
@@ -119,7 +120,7 @@ class PsychoPyUI(ParticipantUI):
         th = self.protocol.screen.text_height
         self._main = st.text("", pos=(0, 0), height=th)
         self._countdown = st.text("", pos=(0, L.COUNTDOWN_Y), height=th * L.COUNTDOWN_SCALE, color=st.accent, bold=True)
-        self._help_stims: list[Any] | None = None  # built when first needed, or by a warm-up job
+        self._help_stims = None
         self._cross = st.cross()
         self._warm_up_rating()  # now: a rating or a continuous rating may come first (a resumed visit)
         self._warm_jobs = deque([self._warm_up_help])
@@ -354,7 +355,8 @@ class PsychoPyUI(ParticipantUI):
         new = _Screen(screen, text, countdown_to)
         if new == self._screen and self._screen_laid_out:
             return  # a session may call show() every frame: laying text out again costs milliseconds
-        self.status_view.update({"screen": screen})
+        if self._continuous is None:  # else the staff view keeps saying "continuous_..." (what is drawn)
+            self.status_view.update({"screen": screen})
         self.status_view.set_countdown(screen, countdown_to)
         self._screen = new
         self._screen_laid_out = self.win is not None

@@ -95,6 +95,14 @@ class TestStimulus(_Strict):
     post_repeats: int = Field(ge=1, le=10)
     interval_s: float = Field(ge=0)
     post_delay_s: float = Field(ge=0)
+    rating_mode: Literal["prompt", "continuous"] = "prompt"
+    """prompt: one slider rating after each stimulus; continuous: the slider is live from the onset and every
+    frame's value is kept (continuous_ratings.csv); the stimulus's rating is then `continuous_summary`."""
+    continuous_summary: Literal["peak", "mean", "at"] = "peak"
+    continuous_at_s: float = Field(default=0.0, ge=0, le=120)
+    """With continuous_summary = "at": the value this many seconds after the onset."""
+    continuous_tail_s: float = Field(default=2.0, ge=0, le=30)
+    """Continuous rating goes on this long after the thermode is back at neutral."""
 
 
 class ColdPressor(_Strict):
@@ -106,6 +114,9 @@ class ColdPressor(_Strict):
     rating_at_s: float = Field(gt=0)
     min_cs_rating: float = Field(ge=0, le=100)
     bath_stable_s: float = Field(ge=0)
+    rating_mode: Literal["prompt", "continuous"] = "prompt"
+    """continuous: the hand's pain is rated on a live slider for the whole immersion; the 30 s rating is then
+    the slider's value at `rating_at_s`."""
 
     @model_validator(mode="after")
     def _order(self) -> ColdPressor:
@@ -172,6 +183,8 @@ class Texts(_Strict):
     rate_heat: str
     rate_pressure: str
     rate_hand: str
+    rate_continuous: str = "Move the slider whenever the pain changes"
+    """Shown over a continuous (live) rating slider."""
     anchor_low: str
     anchor_high: str
     confirm: str

@@ -152,3 +152,17 @@ def recorded_threshold(header: Mapping[str, Any], start_fields: Mapping[str, Any
         if v is not None:
             return v
     return None
+
+
+def continuous_summary(samples: list[tuple[float, float]], how: str, at_s: float = 0.0) -> float | None:
+    """Return the prompt-style rating of a continuous rating: its peak, its mean, or its value `at_s` after
+    the onset (the last sample at or before it); None when there are no samples."""
+    vals = [(t, v) for t, v in samples if math.isfinite(t) and math.isfinite(v)]
+    if not vals:
+        return None
+    if how == "peak":
+        return round(max(v for _, v in vals), 2)
+    if how == "mean":
+        return round(sum(v for _, v in vals) / len(vals), 2)
+    before = [v for t, v in vals if t <= at_s + 1e-9]
+    return round(before[-1], 2) if before else None

@@ -81,6 +81,7 @@ class Context:
         self.withdrawn_t: float | None = None
         self.bath_warned = False
         self.bath_samples: list[tuple[float, float]] = []
+        self.continuous_id: str | None = None
         self.write_failed = False
         self.bath_reader: BackgroundReader | None = None
         self.algometer_reader: BackgroundReader | None = None
@@ -290,6 +291,10 @@ class Context:
         if stim_active:
             self.devices.thermode.abort()
             self.stim_end = -1.0
+        if self.continuous_id is not None:  # the trial is discarded: take the live slider down, keep no samples
+            frames = len(self.ui.stop_continuous())
+            self.log("continuous_rating_discarded", stimulus=self.continuous_id, frames=frames)
+            self.continuous_id = None
         phase = self.phase
         self.machine.go("pause")
         self._resume_requested = False

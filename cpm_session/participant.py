@@ -78,6 +78,14 @@ class ParticipantTruth:
         base = 0.0 if z > 700 else 100.0 / (1.0 + math.exp(z))
         return float(np.clip(base + self.habituation(n_previous), 0.0, 100.0))
 
+    def pain60_after(self, n_previous: int = 0) -> float:
+        """Return the temperature rated 60 on average after `n_previous` heat stimuli (habituation moves it), °C."""
+        lo, hi = self.pain60_c - 30.0, self.pain60_c + 30.0
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if self.expected_heat(mid, n_previous) < 60.0 else (lo, mid)
+        return round((lo + hi) / 2, 4)
+
     def expected_pressure(self, kpa: float) -> float:
         """Return the mean rating of a pressure of `kpa` before conditioning."""
         p50 = self.ppt_kpa + self.pressure_scale_kpa * math.log(9.0)

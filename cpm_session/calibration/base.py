@@ -32,6 +32,20 @@ MAX_MISSED = 3
 EPS = 1e-9
 
 
+RESOLUTION_C = 0.1
+"""Temperatures are chosen on a 0.1 °C grid (the TCS II target resolution) unless a target list is given."""
+
+
+def on_grid(temp_c: float, lo_c: float, hi_c: float) -> float:
+    """Return `temp_c` rounded to RESOLUTION_C, kept within [lo_c, hi_c] (rounded inwards at the ends)."""
+    t = round(round(temp_c / RESOLUTION_C) * RESOLUTION_C, 2)
+    if t > hi_c + EPS:
+        t = round(math.floor(hi_c / RESOLUTION_C + EPS) * RESOLUTION_C, 2)
+    if t < lo_c - EPS:
+        t = round(math.ceil(lo_c / RESOLUTION_C - EPS) * RESOLUTION_C, 2)
+    return min(max(t, lo_c), hi_c)
+
+
 class CalibrationSettings(Protocol):
     """The protocol keys a procedure reads (`protocol.Calibration` has them; so does `Settings`)."""
 
@@ -228,7 +242,7 @@ class ProcedureBase:
         if hi < lo - EPS:
             return None
         if self.targets is None:
-            return round(float(np.clip(temp_c, lo, hi)), 1) if hi - lo > 0.05 else round(float(hi), 2)
+            return on_grid(float(np.clip(temp_c, lo, hi)), lo, hi)
         allowed = self.allowed() or []
         if not allowed:
             return None

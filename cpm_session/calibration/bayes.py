@@ -11,7 +11,8 @@ well under a millisecond per rating).
 Next temperature: the one, among the temperatures allowed now (floor .. ceiling, the available grid when
 given), that minimises the expected posterior variance of pain60 after its rating (ratings binned
 in 5-point bins, expectation over a weighted sample of the posterior). To keep the order unpredictable
-the procedure draws at random among the temperatures whose expected gain is within NEAR_BEST of the best.
+the procedure draws at random among the temperatures whose expected gain is within NEAR_BEST of the best
+(never one that the posterior says is more likely than not rated above COMFORT_MAX).
 
 The series stops when the 95 % credible interval of pain60, as it will be after the `verify_n`
 verification stimuli at the posterior median (the verification ratings enter the posterior too), is
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtr
 
-from cpm_session.calibration.base import EPS, ProcedureBase, Stage, Verification
+from cpm_session.calibration.base import EPS, ProcedureBase, Stage, Verification, on_grid
 
 LAPSE = 0.03
 """Probability that a rating has nothing to do with the stimulus (a slip of the mouse): keeps one wild rating
@@ -42,11 +43,14 @@ SLOPES = np.geomspace(2.5, 45.0, 14)
 """Rating points per °C at Pain-60 (log-spaced; prior uniform in log slope)."""
 NOISE_SDS = np.geomspace(2.0, 30.0, 8)
 """Rating noise SD, points (log-spaced; prior uniform in log SD)."""
-CANDIDATE_STEP_C = 0.25
-N_PARTICLES = 400
+CANDIDATE_STEP_C = 0.5
+N_PARTICLES = 200
 NEAR_BEST = 0.10
 """Candidates whose expected variance reduction is within this fraction of the best one are equally good."""
-BIN_EDGES = np.concatenate(([-np.inf, 0.5], np.arange(5.0, 96.0, 5.0), [99.5, np.inf]))
+BIN_EDGES = np.concatenate(([-np.inf, 0.5], np.arange(10.0, 91.0, 10.0), [99.5, np.inf]))
+"""Rating bins of the design's expectation: the two censored ends and 10-point bins between."""
+COMFORT_MAX = 80.0
+"""A temperature whose mean rating is more likely than not above this is not chosen for information."""
 CENSOR_LO, CENSOR_HI = 0.5, 99.5
 SURE = 0.95
 
@@ -74,6 +78,7 @@ class BayesProcedure(ProcedureBase):
         self._sd_3 = NOISE_SDS[None, None, :]
         self.n_series = 0
         self._sample_var = 0.0
+        self._too_hot = np.zeros(0, dtype=bool)
 
     # ------------------------------------------------------------------ posterior
     def _observe(self, temp_c: float, rating: float, stage: Stage) -> None:
@@ -131,10 +136,8 @@ class BayesProcedure(ProcedureBase):
         if allowed is not None:
             return np.array(allowed, dtype=float)
         lo, hi = self.cfg.floor_c, self.ceiling_c()
-        grid = np.arange(lo, hi + EPS, CANDIDATE_STEP_C)
-        if grid.size == 0 or hi - grid[-1] > EPS:
-            grid = np.append(grid, hi)
-        return np.round(grid, 2)
+        grid = [on_grid(t, lo, hi) for t in np.arange(lo, hi + EPS, CANDIDATE_STEP_C)] + [on_grid(hi, lo, hi)]
+        return np.array(sorted(set(grid)), dtype=float)
 
     def expected_variance(self, temps: np.ndarray) -> np.ndarray:
         """Return the expected posterior variance of pain60 after one rating at each of `temps` (°C²)."""
@@ -148,6 +151,7 @@ class BayesProcedure(ProcedureBase):
         s2 = np.einsum("ckb,k->cb", p, a * a)
         ev = (s2 - s1 * s1 / np.maximum(m, 1e-300)).sum(axis=1) / a.size
         self._sample_var = float(a.var())
+        self._too_hot = (mu > COMFORT_MAX).mean(axis=1) > 0.5
         return np.asarray(ev)
 
     def _next_series(self) -> float | None:
@@ -164,6 +168,10 @@ class BayesProcedure(ProcedureBase):
         if cands.size == 1:
             return float(cands[0])
         ev = self.expected_variance(cands)
+        if not self._too_hot.all():
+            ev = np.where(self._too_hot, np.inf, ev)
+        else:  # every allowed temperature is probably rated above COMFORT_MAX: the coolest one
+            ev = np.where(np.arange(ev.size) == 0, ev, np.inf)
         best = float(ev.min())
         near = np.flatnonzero(ev <= best + NEAR_BEST * max(0.0, self._sample_var - best) + EPS)
         last = self.points[-1][0]

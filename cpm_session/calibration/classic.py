@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from cpm_session.calibration.base import EPS, ProcedureBase, Verification
+from cpm_session.calibration.base import EPS, ProcedureBase, Verification, on_grid
 from cpm_session.calibration.legacy import fit_target, refine
 
 
@@ -93,8 +93,7 @@ class AscendingProcedure(_FitThenVerify):
     def _step(self, from_c: float, delta_c: float) -> float | None:
         target = from_c + delta_c
         if self.targets is None:
-            t = round(float(np.clip(target, self.cfg.floor_c, self.ceiling_c())), 2)
-            return t
+            return on_grid(float(np.clip(target, self.cfg.floor_c, self.ceiling_c())), self.cfg.floor_c, self.ceiling_c())
         allowed = self.allowed() or []
         if delta_c > 0:
             up = [x for x in allowed if x > from_c + EPS]

@@ -3,10 +3,14 @@
 Model of one rating y of a heat stimulus at T °C (0-100 scale):
     mu(T) = 100 / (1 + exp(-(T - t50) / s)),  s = 24 / slope,  t50 = pain60 - s ln 1.5
 so mu(pain60) = 60 and d mu / dT = `slope` rating points per °C there;
-    y = clip(mu + e, 0, 100),  e ~ Normal(0, sd)  with probability 1 - LAPSE, else uniform on 0-100.
+    y = clip(mu + drift x n + e, 0, 100),  e ~ Normal(0, sd)  with probability 1 - LAPSE, else uniform on 0-100,
+where n is the number of heat stimuli before this one and `drift` (rating points per stimulus) is
+habituation (< 0) or sensitization (> 0).
 A rating at the ends of the scale is censored (0: P(mu + e <= 0.5); 100: P(mu + e >= 99.5)).
-The posterior is held on a grid pain60 x slope x sd (numpy, log space; ~28 000 points, updated in
-well under a millisecond per rating).
+The posterior is held on a grid pain60 x slope x sd x drift (numpy, log space; ~117 000 points, a few
+milliseconds per rating). The quantity estimated is the Pain-60 the participant has NOW (at the stimulus
+count when the TS will be used: after the verification stimuli), i.e. habituation during the
+calibration is followed rather than averaged.
 
 Next temperature: the one, among the temperatures allowed now (floor .. ceiling, the available grid when
 given), that minimises the expected posterior variance of pain60 after its rating (ratings binned
@@ -39,10 +43,13 @@ P60_STEP_C = 0.1
 P60_MARGIN_C = 4.0
 """The pain60 grid spans [floor - margin, cap + margin] in P60_STEP_C steps: the procedure can say 'below the
 floor' or 'above the cap' with confidence."""
-SLOPES = np.geomspace(2.5, 45.0, 14)
+SLOPES = np.geomspace(2.5, 45.0, 12)
 """Rating points per °C at Pain-60 (log-spaced; prior uniform in log slope)."""
-NOISE_SDS = np.geomspace(2.0, 30.0, 8)
+NOISE_SDS = np.geomspace(2.0, 30.0, 7)
 """Rating noise SD, points (log-spaced; prior uniform in log SD)."""
+DRIFTS = np.array([-1.0, -0.5, 0.0, 0.5])
+"""Rating change per previous heat stimulus, points (habituation < 0 < sensitization)."""
+DRIFT_PRIOR = np.array([0.1, 0.3, 0.45, 0.15])
 CANDIDATE_STEP_C = 0.5
 N_PARTICLES = 200
 NEAR_BEST = 0.10
@@ -72,20 +79,46 @@ class BayesProcedure(ProcedureBase):
         super().__init__(*args, **kwargs)
         cfg = self.cfg
         self.p60 = np.arange(cfg.floor_c - P60_MARGIN_C, self.cap_c + P60_MARGIN_C + EPS, P60_STEP_C)
-        self.logpost = np.zeros((self.p60.size, SLOPES.size, NOISE_SDS.size))
-        self._p60_3 = self.p60[:, None, None]
-        self._slope_3 = SLOPES[None, :, None]
-        self._sd_3 = NOISE_SDS[None, None, :]
+        shape = (self.p60.size, SLOPES.size, NOISE_SDS.size, DRIFTS.size)
+        self.logpost = np.broadcast_to(np.log(DRIFT_PRIOR)[None, None, None, :], shape).copy()
+        self._curves: dict[float, np.ndarray] = {}
+        self._w: np.ndarray | None = None
+        self._w_akd: np.ndarray | None = None
+        self._cdf: np.ndarray | None = None
         self.n_series = 0
         self._sample_var = 0.0
         self._too_hot = np.zeros(0, dtype=bool)
+
+    # ------------------------------------------------------------------ model
+    def _curve_at(self, temp_c: float) -> np.ndarray:
+        """Return mu(T) without drift on the pain60 x slope grid (cached per temperature)."""
+        key = round(temp_c, 3)
+        c = self._curves.get(key)
+        if c is None:
+            c = self._curves[key] = _curve(self.p60[:, None], SLOPES[None, :], temp_c)
+        return c
+
+    def _mu(self, temp_c: float, n_previous: int) -> np.ndarray:
+        """Return the mean rating at `temp_c` after `n_previous` stimuli on the pain60 x slope x drift grid."""
+        return np.clip(self._curve_at(temp_c)[:, :, None] + DRIFTS[None, None, :] * n_previous, 0.0, 100.0)
+
+    def p60_now(self, n_previous: int) -> np.ndarray:
+        """Return, on the pain60 x slope x drift grid, the temperature rated 60 after `n_previous` stimuli."""
+        y = np.clip(self.cfg.target_rating - DRIFTS * n_previous, 0.5, 99.5)[None, None, :]
+        s = (24.0 / SLOPES)[None, :, None]
+        return np.asarray(self.p60[:, None, None] + s * (np.log(y / (100.0 - y)) - math.log(1.5)))
+
+    def _n_target(self) -> int:
+        """Return the stimulus count at which the TS will be used: after this calibration's verification."""
+        pending = self.cfg.verify_n if self.stage == "series" else 0
+        return len(self.stimuli) + pending
 
     # ------------------------------------------------------------------ posterior
     def _observe(self, temp_c: float, rating: float, stage: Stage) -> None:
         if stage == "series":
             self.n_series += 1
-        mu = _curve(self.p60[:, None], SLOPES[None, :], temp_c)[:, :, None]
-        sd = self._sd_3
+        mu = self._mu(temp_c, len(self.stimuli) - 1)[:, :, None, :]
+        sd = NOISE_SDS[None, None, :, None]
         if rating <= CENSOR_LO:
             lik = ndtr((CENSOR_LO - mu) / sd)
             lapse = LAPSE * CENSOR_LO / 100.0
@@ -97,38 +130,54 @@ class BayesProcedure(ProcedureBase):
             lapse = LAPSE / 100.0
         self.logpost += np.log((1.0 - LAPSE) * lik + lapse)
         self.logpost -= self.logpost.max()
+        self._w = self._w_akd = self._cdf = None
 
     def weights(self) -> np.ndarray:
-        """Return the normalised posterior on the grid (pain60 x slope x sd)."""
-        w = np.exp(self.logpost)
-        return w / w.sum()
+        """Return the normalised posterior on the grid (pain60 x slope x sd x drift)."""
+        if self._w is None:
+            w = np.exp(self.logpost)
+            self._w = w / w.sum()
+        return self._w
 
-    def marginal_p60(self) -> np.ndarray:
-        """Return the posterior of pain60 on `self.p60`."""
-        return self.weights().sum(axis=(1, 2))
+    def weights_akd(self) -> np.ndarray:
+        """Return the posterior marginalised over the rating noise (pain60 x slope x drift)."""
+        if self._w_akd is None:
+            self._w_akd = self.weights().sum(axis=2)
+        return self._w_akd
 
-    def quantiles(self, qs: tuple[float, ...] = (0.025, 0.5, 0.975)) -> list[float]:
-        """Return posterior quantiles of pain60, °C (interpolated on the grid)."""
-        m = self.marginal_p60()
-        cdf = np.cumsum(m)
-        return [float(np.interp(q, cdf - m / 2, self.p60)) for q in qs]
+    def quantiles(self, qs: tuple[float, ...] = (0.025, 0.5, 0.975), n_previous: int | None = None) -> list[float]:
+        """Return posterior quantiles of the Pain-60 after `n_previous` stimuli (default: when the TS is used), °C."""
+        n = self._n_target() if n_previous is None else n_previous
+        w = self.weights_akd().ravel()
+        v = self.p60_now(n).ravel()
+        order = np.argsort(v, kind="stable")
+        v, w = v[order], w[order]
+        cdf = np.cumsum(w)
+        return [float(np.interp(q, cdf - w / 2, v)) for q in qs]
 
-    def _mean_sd(self) -> tuple[float, float]:
-        m = self.marginal_p60()
-        mean = float((m * self.p60).sum())
-        return mean, float(math.sqrt(max(0.0, (m * (self.p60 - mean) ** 2).sum())))
+    def _mean_sd(self, n_previous: int) -> tuple[float, float]:
+        w = self.weights_akd()
+        v = self.p60_now(n_previous)
+        mean = float((w * v).sum())
+        return mean, float(math.sqrt(max(0.0, (w * (v - mean) ** 2).sum())))
 
-    def _sample(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        w = self.weights().ravel()
-        idx = self.rng.choice(w.size, size=n, p=w)
-        i, j, k = np.unravel_index(idx, self.logpost.shape)
-        return self.p60[i], SLOPES[j], NOISE_SDS[k]
+    def _sample(self, n: int) -> tuple[np.ndarray, ...]:
+        if self._cdf is None:
+            self._cdf = np.cumsum(self.weights().ravel())
+        idx = np.minimum(np.searchsorted(self._cdf, self.rng.random(n) * self._cdf[-1]), self._cdf.size - 1)
+        i, j, k, d = np.unravel_index(idx, self.logpost.shape)
+        return self.p60[i], SLOPES[j], NOISE_SDS[k], DRIFTS[d]
 
     def prob_rating_below(self, temp_c: float, level: float) -> float:
-        """Return the posterior probability that the mean rating at `temp_c` is below `level`."""
-        mu = _curve(self.p60[:, None], SLOPES[None, :], temp_c)
-        w = self.weights().sum(axis=2)
+        """Return the posterior probability that the mean rating at `temp_c` (now) is below `level`."""
+        mu = self._mu(temp_c, len(self.stimuli))
+        w = self.weights_akd()
         return float(w[mu < level].sum())
+
+    def _means(self) -> tuple[float, float, float]:
+        w = self.weights()
+        return (float((w.sum(axis=(0, 2, 3)) * SLOPES).sum()), float((w.sum(axis=(0, 1, 3)) * NOISE_SDS).sum()),
+                float((w.sum(axis=(0, 1, 2)) * DRIFTS).sum()))
 
     # ------------------------------------------------------------------ design
     def _candidates(self) -> np.ndarray:
@@ -140,17 +189,22 @@ class BayesProcedure(ProcedureBase):
         return np.array(sorted(set(grid)), dtype=float)
 
     def expected_variance(self, temps: np.ndarray) -> np.ndarray:
-        """Return the expected posterior variance of pain60 after one rating at each of `temps` (°C²)."""
-        a, k, sd = self._sample(N_PARTICLES)
-        mu = _curve(a[None, :], k[None, :], temps[:, None])                    # C x K
+        """Return the expected posterior variance of the Pain-60 (when the TS is used) after one rating at each
+        of `temps` delivered next (°C²)."""
+        a, k, sd, d = self._sample(N_PARTICLES)
+        n_now = len(self.stimuli)
+        s = 24.0 / k
+        y = np.clip(self.cfg.target_rating - d * self._n_target(), 0.5, 99.5)
+        v = a + s * (np.log(y / (100.0 - y)) - math.log(1.5))                  # target quantity per particle
+        mu = np.clip(_curve(a[None, :], k[None, :], temps[:, None]) + d[None, :] * n_now, 0.0, 100.0)  # C x K
         z = (BIN_EDGES[None, None, :] - mu[:, :, None]) / sd[None, :, None]    # C x K x (B+1)
         cdf = ndtr(z)
         p = np.diff(cdf, axis=2) * (1.0 - LAPSE) + LAPSE * np.diff(np.clip(BIN_EDGES, 0, 100)) / 100.0
         m = p.sum(axis=1)                                                      # C x B (times K)
-        s1 = np.einsum("ckb,k->cb", p, a)
-        s2 = np.einsum("ckb,k->cb", p, a * a)
-        ev = (s2 - s1 * s1 / np.maximum(m, 1e-300)).sum(axis=1) / a.size
-        self._sample_var = float(a.var())
+        s1 = np.einsum("ckb,k->cb", p, v)
+        s2 = np.einsum("ckb,k->cb", p, v * v)
+        ev = (s2 - s1 * s1 / np.maximum(m, 1e-300)).sum(axis=1) / v.size
+        self._sample_var = float(v.var())
         self._too_hot = (mu > COMFORT_MAX).mean(axis=1) > 0.5
         return np.asarray(ev)
 
@@ -179,11 +233,9 @@ class BayesProcedure(ProcedureBase):
         return float(cands[int(self.rng.choice(fresh))])
 
     def _ci_after_verification(self, lo: float, hi: float) -> float:
-        """Return the predicted 95 % CI half-width of pain60 after `verify_n` ratings at the median."""
+        """Return the predicted 95 % CI half-width of the Pain-60 after `verify_n` ratings at the median."""
         half = (hi - lo) / 2
-        w = self.weights()
-        slope = float((w.sum(axis=(0, 2)) * SLOPES).sum())
-        sd = float((w.sum(axis=(0, 1)) * NOISE_SDS).sum())
+        slope, sd, _ = self._means()
         var_now = (half / 1.96) ** 2
         info = self.cfg.verify_n * (slope / sd) ** 2
         return 1.96 * math.sqrt(1.0 / (1.0 / max(var_now, 1e-12) + info))
@@ -209,23 +261,24 @@ class BayesProcedure(ProcedureBase):
 
     # ------------------------------------------------------------------ verification
     def _after_verification(self, v: Verification) -> float | None:
-        _, med, _ = self.quantiles()
+        _, med, _ = self.quantiles(n_previous=len(self.stimuli))
         return self.snap(med)
 
     def _accept_c(self) -> float:
-        step = CANDIDATE_STEP_C if self.targets is None else 0.0
+        step = CANDIDATE_STEP_C / 2 if self.targets is None else 0.0
         return max(self.cfg.ci_halfwidth_c / 2, step)
 
     def _best_verified(self, passed: list[Verification]) -> Verification:
-        _, med, _ = self.quantiles()
+        _, med, _ = self.quantiles(n_previous=len(self.stimuli))
         return min(passed, key=lambda x: abs(x.temp_c - med))
 
     def _posterior_summary(self) -> dict[str, Any]:
-        lo, med, hi = self.quantiles()
-        mean, sd = self._mean_sd()
-        w = self.weights()
+        n = len(self.stimuli)
+        lo, med, hi = self.quantiles(n_previous=n)
+        mean, sd = self._mean_sd(n)
+        slope, noise, drift = self._means()
+        _, med0, _ = self.quantiles(n_previous=0)
         return {"pain60_mean_c": round(mean, 3), "pain60_median_c": round(med, 3), "pain60_sd_c": round(sd, 3),
-                "pain60_ci95_c": [round(lo, 3), round(hi, 3)],
-                "slope_per_c_mean": round(float((w.sum(axis=(0, 2)) * SLOPES).sum()), 3),
-                "noise_sd_mean": round(float((w.sum(axis=(0, 1)) * NOISE_SDS).sum()), 3),
-                "n_ratings": len(self.points)}
+                "pain60_ci95_c": [round(lo, 3), round(hi, 3)], "pain60_at_first_stimulus_median_c": round(med0, 3),
+                "slope_per_c_mean": round(slope, 3), "noise_sd_mean": round(noise, 3),
+                "drift_per_stimulus_mean": round(drift, 3), "n_ratings": len(self.points)}

@@ -318,6 +318,16 @@ class ProcedureBase:
         if v.passed and (new_c is None or abs(new_c - v.temp_c) <= self._accept_c() + EPS):
             self._finish("ok", "", ts_c=v.temp_c)
             return
+        c = self.cfg
+        if not v.passed and not any(x.passed for x in self.verifications):
+            if m < c.target_rating - c.tolerance and v.temp_c >= self.cap_c - EPS:
+                self._finish("not_reached", f"rating {c.target_rating:.0f} ± {c.tolerance:.0f} is not reached at the cap "
+                             f"{self.cap_c:.1f} °C (mean rating {m:.0f} there)")
+                return
+            if m > c.target_rating + c.tolerance and v.temp_c <= c.floor_c + EPS:
+                self._finish("not_reached", f"already at the floor {c.floor_c:.1f} °C the rating is above "
+                             f"{c.target_rating:.0f} ± {c.tolerance:.0f} (mean rating {m:.0f} there)")
+                return
         if self.refinements < self.cfg.max_refinements and new_c is not None:
             self.refinements += 1
             self.verifications.append(Verification(self._checked(new_c)))

@@ -1,8 +1,9 @@
 """The ascending series and the up-down staircase, on the shared interface and rules (base.py).
 
 Both fit rating on temperature (`legacy.fit_target`, least squares on the rising part of the curve) to
-predict the temperature rated `target_rating`, verify it with `verify_n` stimuli and refine it by the
-fitted slope when the verification mean is off (`legacy.refine`), never above the ceiling or the cap.
+predict the temperature rated `target_rating` and verify it with `verify_n` stimuli; when the verification
+mean is off, the line is refitted on every rating so far (or, if that does not move it, stepped by the
+fitted slope: `legacy.refine`) and the new temperature verified, never above the ceiling or the cap.
 """
 
 from __future__ import annotations
@@ -56,7 +57,14 @@ class _FitThenVerify(ProcedureBase):
             return v.temp_c
         m = v.mean
         assert m is not None
-        new = refine(v.temp_c, m, self.cfg.target_rating, self.slope, self.cap_c)
+        c = self.cfg
+        fit = fit_target(self.points, c.target_rating, min_slope=c.min_slope_per_c, min_r2=c.min_r2,
+                         lo_c=c.floor_c, hi_c=self.cap_c)  # every rating so far, the verification's included
+        if fit.target_c is not None and abs(fit.target_c - v.temp_c) >= 0.1:
+            self.slope = max(fit.slope, c.min_slope_per_c)
+            new = fit.target_c
+        else:
+            new = refine(v.temp_c, m, c.target_rating, self.slope, self.cap_c)
         return self.snap(new)
 
 

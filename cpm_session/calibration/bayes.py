@@ -235,10 +235,11 @@ class BayesProcedure(ProcedureBase):
     def _ci_after_verification(self, lo: float, hi: float) -> float:
         """Return the predicted 95 % CI half-width of the Pain-60 after `verify_n` ratings at the median."""
         half = (hi - lo) / 2
-        slope, sd, _ = self._means()
-        var_now = (half / 1.96) ** 2
-        info = self.cfg.verify_n * (slope / sd) ** 2
-        return 1.96 * math.sqrt(1.0 / (1.0 / max(var_now, 1e-12) + info))
+        var_now = max((half / 1.96) ** 2, 1e-12)
+        w_ks = self.weights().sum(axis=(0, 3))                                  # slope x sd
+        info = self.cfg.verify_n * (SLOPES[:, None] / NOISE_SDS[None, :]) ** 2  # per rating near Pain-60
+        var_after = float((w_ks / (1.0 / var_now + info)).sum())  # averaged over the posterior: no plug-in optimism
+        return 1.96 * math.sqrt(var_after)
 
     def _not_reached(self) -> bool:
         c = self.cfg

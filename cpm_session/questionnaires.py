@@ -21,10 +21,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from cpm_session.resources import resource_dir
 from cpm_session.datalog import file_sha256
 from cpm_session.errors import CpmError, ProtocolFileError
 from cpm_session.protocol import _describe_error
+from cpm_session.resources import resource_dir
 from cpm_session.ui.base import Choice
 
 QUESTIONNAIRE_DIR = resource_dir("questionnaires")

@@ -185,7 +185,7 @@ class BayesProcedure(ProcedureBase):
         if allowed is not None:
             return np.array(allowed, dtype=float)
         lo, hi = self.cfg.floor_c, self.ceiling_c()
-        grid = [on_grid(t, lo, hi) for t in np.arange(lo, hi + EPS, CANDIDATE_STEP_C)] + [on_grid(hi, lo, hi)]
+        grid = [on_grid(float(t), lo, hi) for t in np.arange(lo, hi + EPS, CANDIDATE_STEP_C)] + [on_grid(hi, lo, hi)]
         return np.array(sorted(set(grid)), dtype=float)
 
     def expected_variance(self, temps: np.ndarray) -> np.ndarray:

@@ -62,15 +62,23 @@ class ThermodeSettings(_Strict):
 
 
 class Calibration(_Strict):
-    method: Literal["ascending", "staircase"]
+    """Heat calibration (cpm_session.calibration): every temperature in [floor_c, cap], at most
+    max_step_up_c above the hottest one rated below stop_rating; the TS is verified (verify_n stimuli
+    with a mean within target_rating ± tolerance) or there is none."""
+
+    method: Literal["bayes", "ascending", "staircase"]
     site: str
     target_rating: float = Field(gt=0, lt=100)
+    floor_c: float = Field(ge=30, le=ABSOLUTE_MAX_C)
     start_c: float = Field(gt=0, le=ABSOLUTE_MAX_C)
     step_c: float = Field(gt=0, le=5)
+    max_step_up_c: float = Field(gt=0, le=5)
     stop_rating: float = Field(gt=0, le=100)
+    max_stimuli: int = Field(ge=3, le=40)
+    ci_halfwidth_c: float = Field(gt=0, le=5)
     stimulus_s: float = Field(gt=0, le=30)
     rest_s: float = Field(ge=0)
-    verify_n: int = Field(ge=0, le=5)
+    verify_n: int = Field(ge=1, le=5)
     tolerance: float = Field(gt=0, le=50)
     max_refinements: int = Field(ge=0, le=5)
     min_slope_per_c: float = Field(gt=0)
@@ -85,6 +93,11 @@ class Calibration(_Strict):
     def _levels(self) -> Calibration:
         if self.stop_rating < self.target_rating:
             raise ValueError(f"stop_rating {self.stop_rating} must be >= target_rating {self.target_rating}")
+        if self.start_c < self.floor_c:
+            raise ValueError(f"start_c {self.start_c} must be >= floor_c {self.floor_c}")
+        if self.tolerance >= min(self.target_rating, 100 - self.target_rating):
+            raise ValueError(f"tolerance {self.tolerance} must leave target_rating {self.target_rating} ± tolerance "
+                             "inside the 0-100 scale")
         return self
 
 
@@ -225,6 +238,9 @@ class Protocol(_Strict):
         cap = self.safety.thermode_cap_c
         if self.calibration.start_c >= cap:
             raise ValueError(f"calibration.start_c {self.calibration.start_c} must be below safety.thermode_cap_c {cap}")
+        if self.calibration.floor_c <= self.safety.neutral_c:
+            raise ValueError(f"calibration.floor_c {self.calibration.floor_c} must be above safety.neutral_c "
+                             f"{self.safety.neutral_c} (a calibration stimulus must be warmer than the baseline)")
         if self.safety.neutral_c >= cap:
             raise ValueError(f"safety.neutral_c {self.safety.neutral_c} must be below safety.thermode_cap_c {cap}")
         return self
@@ -232,6 +248,7 @@ class Protocol(_Strict):
 
 _CROSS_KEYS = {
     "calibration.start_c": "calibration.start_c",
+    "calibration.floor_c": "calibration.floor_c",
     "safety.neutral_c": "safety.neutral_c",
 }
 

@@ -21,6 +21,7 @@ from cpm_session.devices.background import BackgroundReader
 from cpm_session.devices.factory import Devices
 from cpm_session.errors import CpmError
 from cpm_session.record.folder import SessionFolder
+from cpm_session.session.fidelity_watch import FidelityWatch
 from cpm_session.session.machine import Machine
 from cpm_session.ui.base import Choice, ParticipantUI
 
@@ -70,6 +71,9 @@ class Context:
         self.folder: SessionFolder | None = None
         self.machine = Machine(self.log)
         self.observers: list[Observer] = []
+        self.fidelity = FidelityWatch(self)
+        """Staff countdown to TS_post and a `deviation` event the moment a [fidelity] limit is exceeded."""
+        self.observers.append(self.fidelity)
         self.participant = self.visit = ""
         self.outputs: dict[str, Any] = {}
         self.baseline: dict[str, Any] | None = None
@@ -218,6 +222,7 @@ class Context:
         if self.in_water_t is not None:
             self.bath_samples.append((now, bath_c))
             self._watch_bath(bath_c)
+            self.fidelity.on_bath(now, bath_c)
 
     def _watch_bath(self, bath_c: float) -> None:
         cp = self.p.cold_pressor
@@ -236,9 +241,13 @@ class Context:
             return
         plateau = [r.mean_c for r in trace if onset <= r.t <= end]
         peak = max((max(r.zones_c) for r in trace), default=None)
+        th, neutral = self.p.thermode, self.p.safety.neutral_c
+        top = [r.mean_c for r in trace if onset + abs(target_c - neutral) / th.rise_c_per_s <= r.t
+               <= end - abs(target_c - neutral) / th.return_c_per_s]  # the plateau only, without the ramps
         self.log("stimulus_delivered", phase=phase, trial=trial, target_c=round(target_c, 3), n_samples=len(trace),
                  peak_c=None if peak is None else round(peak, 2),
-                 mean_c=round(sum(plateau) / len(plateau), 3) if plateau else None)
+                 mean_c=round(sum(plateau) / len(plateau), 3) if plateau else None,
+                 plateau_mean_c=round(sum(top) / len(top), 3) if top else None, plateau_n=len(top))
 
     # ------------------------------------------------------------------ waiting
     def frame_s(self) -> float:
@@ -258,11 +267,15 @@ class Context:
                 end += self._take_note()
                 now = self.clock.now()
             self.sample(now)
+            self.fidelity.tick(now)
             if stop_when is not None and stop_when():
                 return
             if now >= end - 1e-9:
                 return
             step = min(end - now, max(1e-3, self._next_sample - now), self.frame_s())
+            due = self.fidelity.next_due()
+            if due is not None and due > now:
+                step = min(step, due - now)
             nk = self.ui.next_key_t()
             if nk is not None:
                 step = min(step, max(1e-3, nk - now))
@@ -287,6 +300,7 @@ class Context:
         while not self._resume_requested:
             self.ui.tick()
             self.sample(self.clock.now())
+            self.fidelity.tick(self.clock.now())
             nk = self.ui.next_key_t()
             step = min(PAUSE_POLL_S, self.frame_s())
             if nk is not None:

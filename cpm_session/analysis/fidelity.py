@@ -15,7 +15,7 @@ Sign convention as everywhere: CPM_abs = TS_pre - TS_post, positive = inhibition
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +25,43 @@ from cpm_session.analysis.ancova import AnalysisError, AncovaResult, fit_ancova
 from cpm_session.analysis.constants import SIGN_TAG
 from cpm_session.analysis.trial import PRIMARY_OUTCOMES, AllocationTable, TrialAnalysis, select_sessions
 from cpm_session.errors import CpmError
-from cpm_session.record.fidelity import EXPORT_NAMES, REQUIREMENTS, fidelity_columns, fidelity_of_folder
+from cpm_session.record.fidelity import (
+    EXPORT_NAMES,
+    REQUIREMENTS,
+    compute_fidelity,
+    fidelity_columns,
+    fidelity_of_folder,
+    read_device_rows,
+)
 
 WITHIN = "fidelity_within_protocol"
 SENSITIVITY_LABEL = "within protocol only"
 
 
-def summary_columns(session_dir: str | Path, results: Mapping[str, Any] | None,
-                    status: str | None = None) -> dict[str, Any]:
-    """Return the fidelity columns of one session's summary row (all None when it cannot be measured)."""
+def summary_columns(session_dir: str | Path, results: Mapping[str, Any] | None, status: str | None = None,
+                    events: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """Return the fidelity columns of one session's summary row (all None when it cannot be measured).
+
+    `events`: the session's log when the caller has read it already (else it is read here if needed)."""
     block = results.get("fidelity") if isinstance(results, Mapping) else None
     if not isinstance(block, Mapping):
         try:
-            block = fidelity_of_folder(session_dir, status=status)
+            if events is None:
+                block = fidelity_of_folder(session_dir, status=status)
+            else:
+                plan = _plan_of(events)
+                block = None if plan is None else compute_fidelity(
+                    events, read_device_rows(Path(session_dir) / "devices.csv"), plan, status=status)
         except (CpmError, OSError, ValueError, KeyError, TypeError):
             block = None
     return fidelity_columns(block)
+
+
+def _plan_of(events: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    start = next((e for e in events if e.get("event") == "session_start"), None)
+    der = start.get("derivation") if isinstance(start, Mapping) else None
+    plan = der.get("fidelity") if isinstance(der, Mapping) else None
+    return plan if isinstance(plan, Mapping) else None
 
 
 def _within(s: pd.Series) -> pd.Series:

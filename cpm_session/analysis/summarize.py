@@ -467,7 +467,7 @@ def read_session(path: Path, protocols: ProtocolCache,
         "amended": bool(amended), "amendments": " | ".join(amended), "integrity_ok": integrity_ok,
         "log_events": len(events), "path": str(path),
     })
-    row.update(fidelity_summary_columns(path, results, rec.get("status")))  # protocol fidelity (analysis/fidelity.py)
+    row.update(fidelity_summary_columns(path, results, rec.get("status"), events))  # protocol fidelity (analysis/fidelity.py)
     return row, warns
 
 

@@ -122,10 +122,24 @@ def read_device_rows(devices_csv: str | Path) -> list[DeviceRow]:
     rows: list[DeviceRow] = []
     try:
         with open(devices_csv, newline="", encoding="utf-8") as f:
-            for r in csv.DictReader(f):
-                t, v = _num(r.get("t")), _num(r.get("value"))
-                if t is not None and v is not None:
-                    rows.append((t, str(r.get("role") or ""), str(r.get("quantity") or ""), v))
+            reader = csv.reader(f)
+            head = next(reader, None)
+            if head is None:
+                return rows
+            try:
+                it, ir, iq, iv = (head.index(c) for c in ("t", "role", "quantity", "value"))
+            except ValueError:
+                return rows
+            need = max(it, ir, iq, iv)
+            for r in reader:
+                if len(r) <= need:
+                    continue
+                try:
+                    t, v = float(r[it]), float(r[iv])
+                except ValueError:
+                    continue
+                if math.isfinite(t) and math.isfinite(v):
+                    rows.append((t, r[ir], r[iq], v))
     except (OSError, UnicodeDecodeError, csv.Error):
         return rows
     return rows

@@ -423,3 +423,36 @@ def test_compute_from_a_hand_written_log() -> None:
     assert r["cs_rating_time_s"]["actual"] == 30.0
     assert r["acclimatization_s"]["status"] == "not_measured" and r["acclimatization_s"]["actual"] is None
     assert r["ts_post_delivered_error"]["status"] == "not_measured"
+
+
+def test_a_pause_is_one_deviation_not_a_late_onset_too() -> None:
+    """A pause inside the TS_pre block delays every later onset by the paused time: the pause is reported
+    (pauses), the onsets and intervals are not (they kept the plan once the pause is taken out)."""
+    from cpm_session.record.fidelity import fidelity_plan
+
+    p = fidelity_plan(load_protocol(THERMAL))
+
+    def stim(trial: int, planned: float, onset: float) -> dict[str, Any]:
+        return {"t": onset, "event": "stimulus", "phase": "ts_pre", "trial": trial, "modality": "thermal",
+                "target_c": 45.0, "duration_s": 6.3, "planned_onset_t": planned, "onset_t": onset,
+                "onset_error_s": onset - planned}
+    evs = [{"t": 0.0, "event": "session_start", "thermode_cap_c": 49.0},
+           {"t": 98.0, "event": "phase_enter", "phase": "ts_pre"},
+           stim(1, 100.0, 100.0),
+           {"t": 115.0, "event": "pause", "phase": "ts_pre"}, {"t": 140.0, "event": "resume", "paused_s": 25.0},
+           stim(2, 130.0, 155.0), stim(3, 160.0, 185.2)]
+    f = compute_fidelity(evs, [], p, status="completed")
+    r = f["requirements"]
+    assert r["ts_pre_onset_error_s"]["actual"] == pytest.approx(0.2) and r["ts_pre_onset_error_s"]["within_limits"]
+    assert r["ts_pre_interval_error_s"]["value"] == pytest.approx(0.2)
+    assert r["pauses"]["actual"] == 1 and r["pauses"]["deviation"] == 25.0 and r["pauses"]["within_limits"] is False
+    assert [t["paused_before_onset_s"] for t in f["trials"]] == [0.0, 25.0, 25.0]
+    assert "pauses" in f["outside_limits"]
+    assert "ts_pre_onset_error_s" not in f["outside_limits"] and "ts_pre_interval_error_s" not in f["outside_limits"]
+
+
+def test_cue_matches_the_session() -> None:
+    from cpm_session.record.fidelity import CUE_S
+    from cpm_session.session.stimuli import CUE_S as SESSION_CUE_S
+
+    assert CUE_S == SESSION_CUE_S

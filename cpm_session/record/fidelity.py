@@ -90,6 +90,8 @@ REQUIREMENT_UNITS = {
 ENDS_SEGMENT = ("phase_enter", "resume_session", "session_end", "emergency_stop", "device_fault", "visit_fault",
                 "crash")
 _TIME_TOL_S = 1e-6
+CUE_S = 2.0
+"""The 'stimulus coming' cue the session shows before every planned onset (= session.stimuli.CUE_S)."""
 
 
 # ------------------------------------------------------------------------------------------ the plan
@@ -372,11 +374,18 @@ def _ts_block(log: _Log, seg: Sequence[Mapping[str, Any]], phase: str, plan: Map
     prev_first: float | None = None
     interval = float(plan["test_stimulus"]["interval_s"])
     no_delivery = ""
+    pauses = pause_spans(log.events)
+    first_planned = _num(stims[0].get("planned_onset_t"))
+    block_ref = None if first_planned is None else first_planned - CUE_S
     for trial, ss in by_trial.items():
         first, last = ss[0], ss[-1]
         err = _num(last.get("onset_error_s"))
         if err is None and _num(last.get("onset_t")) is not None and _num(last.get("planned_onset_t")) is not None:
             err = float(last["onset_t"]) - float(last["planned_onset_t"])
+        shift = 0.0
+        if err is not None:  # a pause between planning and onset delays the onset: the pause is its own entry
+            shift = onset_shift(pauses, last, block_ref if len(ss) == 1 else None)
+            err -= shift
         after = seg[seg.index(last) + 1:] if last in seg else []
         target, delivered, _u, source = _delivered(last, after, rows, plan)
         d_err = None if target is None or delivered is None else delivered - target
@@ -384,6 +393,8 @@ def _ts_block(log: _Log, seg: Sequence[Mapping[str, Any]], phase: str, plan: Map
             no_delivery = no_delivery or f"no {'algometer' if pressure else 'thermode'} samples during the stimulus"
         f_on = _num(first.get("onset_t"))
         ival = None if prev_first is None or f_on is None else f_on - prev_first
+        if ival is not None and prev_first is not None and f_on is not None:
+            ival -= paused_between(pauses, prev_first, f_on)
         prev_first = f_on if f_on is not None else prev_first
         if err is not None:
             errs.append(err)
@@ -394,6 +405,7 @@ def _ts_block(log: _Log, seg: Sequence[Mapping[str, Any]], phase: str, plan: Map
         trials_out.append({"phase": phase, "trial": trial, "stimuli": len(ss),
                            "planned_onset_t": _r(_num(last.get("planned_onset_t")), 4),
                            "onset_t": _r(_num(last.get("onset_t")), 4), "onset_error_s": _r(err, 4),
+                           "paused_before_onset_s": _r(shift),
                            "interval_s": _r(ival, 4), "planned_interval_s": interval if ival is not None else None,
                            "target": target, "delivered": _r(delivered), "delivered_error": _r(d_err),
                            "unit": unit, "delivered_from": source})
@@ -415,6 +427,33 @@ def _ts_block(log: _Log, seg: Sequence[Mapping[str, Any]], phase: str, plan: Map
                          value=_r(iworst, 4), limit=lim["max_ts_interval_error_s"], unit="s")
                   if iworst is not None else _missing(interval, "fewer than two stimuli", unit="s"))
     return onset, delivered_e, ival_e
+
+
+def pause_spans(events: Iterable[Mapping[str, Any]]) -> list[tuple[float, float]]:
+    """Return (t of the pause, paused seconds) of every pause of the log (an unfinished one counts 0 s)."""
+    out: list[tuple[float, float]] = []
+    start: float | None = None
+    for e in events:
+        if e.get("event") == "pause":
+            start = _t(e)
+        elif e.get("event") == "resume" and start is not None:
+            out.append((start, _num(e.get("paused_s")) or 0.0))
+            start = None
+    return out
+
+
+def paused_between(pauses: Iterable[tuple[float, float]], t0: float, t1: float) -> float:
+    """Return the paused seconds of the pauses that began within [t0, t1]."""
+    return sum(d for t, d in pauses if t0 - _TIME_TOL_S <= t <= t1 + _TIME_TOL_S)
+
+
+def onset_shift(pauses: Iterable[tuple[float, float]], stim: Mapping[str, Any], plan_ref: float | None) -> float:
+    """Return how much pausing delayed a stimulus: the pauses that began after its onset was planned (at
+    `plan_ref`, default its planned onset minus the cue) and before its onset."""
+    planned, onset = _num(stim.get("planned_onset_t")), _num(stim.get("onset_t"))
+    if planned is None or onset is None:
+        return 0.0
+    return paused_between(pauses, planned - CUE_S if plan_ref is None else plan_ref, onset)
 
 
 def _immersion(log: _Log, phase: str, start_ev: str, end_ev: str) -> tuple[

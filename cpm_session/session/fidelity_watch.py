@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from cpm_session.record.fidelity import FIDELITY_PREFIX
+from cpm_session.record.fidelity import CUE_S, FIDELITY_PREFIX, onset_shift, paused_between
 
 if TYPE_CHECKING:
     from cpm_session.session.context import Context
@@ -36,9 +36,12 @@ class FidelityWatch:
         self._shown_s: int | None = None
         self._bath_logged = False
         self._planned_immersion_s: float | None = None
-        self._first_onsets: dict[str, dict[int, float]] = {}
+        self._first_onsets: dict[str, dict[Any, float]] = {}
         self._missing = 0
         self._pauses = 0
+        self._pause_t: float | None = None
+        self._pause_spans: list[tuple[float, float]] = []
+        self._block_ref: dict[str, float] = {}
 
     # ------------------------------------------------------------------ logging
     def _deviation(self, requirement: str, planned: Any, actual: Any, limit: Any, detail: str, **extra: Any) -> None:
@@ -109,7 +112,11 @@ class FidelityWatch:
         if name in ("deviation", "fidelity_check"):
             return
         if name == "phase_enter":
-            self._first_onsets.pop(str(ev.get("phase")), None)
+            self._first_onsets.clear()
+            self._block_ref.clear()
+        elif name == "resume" and self._pause_t is not None:
+            self._pause_spans.append((self._pause_t, _f(ev.get("paused_s")) or 0.0))
+            self._pause_t = None
         elif name in IMMERSION_STARTS:
             self._bath_logged = False
             self._planned_immersion_s = _f(ev.get("planned_s"))
@@ -130,6 +137,7 @@ class FidelityWatch:
         elif name == "rating":
             self._rating(ev)
         elif name == "pause":
+            self._pause_t = _f(ev.get("t"))
             self._pauses += 1
             if self._pauses > self.lim.max_pauses:
                 self._deviation("pauses", self.lim.max_pauses, self._pauses, self.lim.max_pauses,
@@ -149,19 +157,26 @@ class FidelityWatch:
             return
         if self.waiting_for is not None and phase == self.waiting_for:
             self._ts_post_onset(onset)
-        if planned is not None and abs(onset - planned) > self.lim.max_onset_error_s + 1e-9:
-            self._deviation(f"{phase}_onset_error_s", round(planned, 4), round(onset, 4), self.lim.max_onset_error_s,
-                            f"{phase} #{ev.get('trial')} started {onset - planned:+.2f} s from its planned onset",
-                            trial=ev.get("trial"))
         trial = ev.get("trial")
+        firsts = self._first_onsets.setdefault(phase, {})
+        repeat = trial in firsts
+        ts_block = "ts_" in phase
+        if ts_block and planned is not None and phase not in self._block_ref:
+            self._block_ref[phase] = planned - CUE_S  # a TS block plans every onset at its start
+        ref = self._block_ref.get(phase) if ts_block and not repeat else None
+        shift = onset_shift(self._pause_spans, ev, ref)  # a pause delays what was planned before it
+        if planned is not None and abs(onset - planned - shift) > self.lim.max_onset_error_s + 1e-9:
+            self._deviation(f"{phase}_onset_error_s", round(planned, 4), round(onset, 4), self.lim.max_onset_error_s,
+                            f"{phase} #{trial} started {onset - planned - shift:+.2f} s from its planned onset"
+                            + (f" (besides {shift:.1f} s paused)" if shift else ""), trial=trial)
+        if repeat:
+            return
+        firsts[trial] = onset
         if phase.endswith("ts_pre") and isinstance(trial, int):
-            firsts = self._first_onsets.setdefault(phase, {})
-            if trial in firsts:
-                return
-            firsts[trial] = onset
             prev = firsts.get(trial - 1)
             planned_iv = self.ctx.p.test_stimulus.interval_s
-            if prev is not None and abs(onset - prev - planned_iv) > self.lim.max_ts_interval_error_s + 1e-9:
+            paused = paused_between(self._pause_spans, prev, onset) if prev is not None else 0.0
+            if prev is not None and abs(onset - prev - paused - planned_iv) > self.lim.max_ts_interval_error_s + 1e-9:
                 self._deviation(f"{phase}_interval_error_s", planned_iv, round(onset - prev, 4),
                                 self.lim.max_ts_interval_error_s,
                                 f"{phase} #{trial} came {onset - prev:.2f} s after #{trial - 1} "

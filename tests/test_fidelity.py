@@ -456,3 +456,17 @@ def test_cue_matches_the_session() -> None:
     from cpm_session.session.stimuli import CUE_S as SESSION_CUE_S
 
     assert CUE_S == SESSION_CUE_S
+
+
+def test_other_logged_deviations() -> None:
+    """A protocol override or a calibration problem breaks the protocol; a CS rated not noxious is listed only."""
+    from cpm_session.record.fidelity import fidelity_plan
+
+    p = fidelity_plan(load_protocol(THERMAL))
+    base = [{"t": 0.0, "event": "session_start", "thermode_cap_c": 49.0},
+            {"t": 1.0, "event": "deviation", "kind": "cs_not_noxious", "detail": "hand rating 10 below 20"}]
+    r = compute_fidelity(base, [], p, status="completed")["requirements"]["other_deviations"]
+    assert r["actual"] == 1 and r["within_limits"] is True and r["which"] == ["cs_not_noxious: hand rating 10 below 20"]
+    evs = [*base, {"t": 2.0, "event": "deviation", "kind": "protocol_mismatch", "detail": "new file"}]
+    r = compute_fidelity(evs, [], p, status="completed")["requirements"]["other_deviations"]
+    assert r["actual"] == 2 and r["deviation"] == 1 and r["within_limits"] is False

@@ -75,7 +75,8 @@ REQUIREMENTS: dict[str, tuple[str, str]] = {
     "notes": ("Staff notes", "staff notes during the visit (reported)"),
     "adverse_events": ("Adverse events", "adverse events recorded during the visit (reported)"),
     "other_deviations": ("Other logged deviations", "deviation events besides the fidelity checks (e.g. "
-                         "protocol override, calibration not reached, CS not noxious)"),
+                         "protocol override, calibration not reached, CS not noxious); deviation: those that "
+                         "describe how the visit was run (all but 'CS not noxious'), outside limits when any"),
     "resume": ("Resumed", "times the session was resumed after an interruption (deviation: total gap in "
                "wall seconds; within limits when no resume broke a requirement)"),
 }
@@ -91,6 +92,10 @@ ENDS_SEGMENT = ("phase_enter", "resume_session", "session_end", "emergency_stop"
                 "crash")
 _TIME_TOL_S = 1e-6
 CUE_S = 2.0
+COUNTED_KINDS = ("acclimatization_skipped", "info")
+"""Deviation kinds reported by their own requirement (or informational only)."""
+PARTICIPANT_KINDS = ("cs_not_noxious",)
+"""Deviation kinds that describe the participant's response, not how the visit was run (listed, not a breach)."""
 """The 'stimulus coming' cue the session shows before every planned onset (= session.stimuli.CUE_S)."""
 
 
@@ -661,9 +666,10 @@ def compute_fidelity(events: Sequence[Mapping[str, Any]], device_rows: Sequence[
     aes = _of(log.events, "adverse_event")
     req["adverse_events"] = _info(len(aes), which=[str(a.get("ae_id") or a.get("description") or "") for a in aes])
     other = [e for e in _of(log.events, "deviation")
-             if not str(e.get("kind", "")).startswith(FIDELITY_PREFIX) and e.get("kind") not in
-             ("acclimatization_skipped", "info")]
-    req["other_deviations"] = _info(len(other), which=[f"{e.get('kind')}: {e.get('detail', '')}" for e in other])
+             if not str(e.get("kind", "")).startswith(FIDELITY_PREFIX) and e.get("kind") not in COUNTED_KINDS]
+    breaking = [e for e in other if e.get("kind") not in PARTICIPANT_KINDS]
+    req["other_deviations"] = _entry(0, len(other), len(breaking), not breaking, limit=0,
+                                     which=[f"{e.get('kind')}: {e.get('detail', '')}" for e in other])
     req["resume"] = _resumes(log, plan)
     for k, e in req.items():
         e.setdefault("unit", REQUIREMENT_UNITS.get(k, ""))

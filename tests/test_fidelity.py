@@ -470,3 +470,19 @@ def test_other_logged_deviations() -> None:
     evs = [*base, {"t": 2.0, "event": "deviation", "kind": "protocol_mismatch", "detail": "new file"}]
     r = compute_fidelity(evs, [], p, status="completed")["requirements"]["other_deviations"]
     assert r["actual"] == 2 and r["deviation"] == 1 and r["within_limits"] is False
+
+
+def test_staff_view_shows_the_countdown_and_the_warning(trial: dict[str, Any]) -> None:
+    """What the staff view (rich panel) draws from the status the session sent while TS_post was late."""
+    from rich.console import Console
+
+    from cpm_session.ui.status import StatusView
+
+    hist = trial["uis"][("P001", "post")].history
+    near = next(s for _t, s in hist if "TS_post must start within" in str(s.get("warning", "")))
+    view = StatusView(enabled=False)
+    view.update(near)
+    console = Console(record=True, width=120, color_system=None)
+    console.print(view.render())
+    text = console.export_text()
+    assert "TS_post must start within" in text and "0:05" in text and "WARNING: TS_post must start within 5 s" in text

@@ -235,11 +235,24 @@ def medoc(quick: bool) -> list[Row]:
                 fig("abort_command_in_flight"))]
 
 
+def fidelity(quick: bool) -> list[Row]:
+    r = last_json(call("bench_fidelity.py", "--reps", "5" if quick else "20", "--json"))
+    return [Row("fidelity", f"fidelity block of a whole visit at its end ({r['events']} events, {r['device_rows']} "
+                "device rows: read + compute)", f"{r['folder_s'] * 1000:.1f} ms", f"< {r['target_s'] * 1000:.0f} ms",
+                ok(r["folder_s"] < r["target_s"])),
+            Row("fidelity", f"same with devices.csv ×10 ({r['scaled_rows']} rows)", f"{r['scaled_folder_s'] * 1000:.0f} ms"),
+            Row("fidelity", "CS end → TS_post, staff 20 s late (virtual clock)",
+                f"{r['cs_to_ts_post_s']} s (scripted {r['cs_to_ts_post_scripted_s']} s)")]
+
+
 BENCHES: dict[str, Callable[[bool], list[Row]]] = {
     "onset": onset, "estop": estop, "serial": serial_latency, "tcs2": tcs2_pacing, "rating": rating_capture,
     "startup": startup,
     "summarize": summarize, "calibration": calibration, "durability": durability, "longrun": longrun,
     "medoc": medoc,
+
+
+    "fidelity": fidelity,
 }
 
 

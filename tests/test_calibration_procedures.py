@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from cpm_session.calibration import CalibrationResult, ProcedureBase, Settings, make_procedure
-from cpm_session.sim.participant import ParticipantTruth, SimParticipant
 from cpm_session.config.protocol import load_protocol
+from cpm_session.sim.participant import ParticipantTruth, SimParticipant
 from tests.conftest import THERMAL
 
 METHODS = ("bayes", "ascending", "staircase")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cpm_session.sim.participant import ParticipantTruth, SimParticipant
 from cpm_session.config.questionnaires import load_questionnaire, score, value_of_choice
 from cpm_session.session.phases.questionnaires import item_choice
+from cpm_session.sim.participant import ParticipantTruth, SimParticipant
 from cpm_session.ui.base import Choice
 from tests.helpers import simulate
 

@@ -7,9 +7,10 @@ ProtocolFileError naming the file, the key (dotted path), what was expected and 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from cpm_session.errors import ProtocolFileError
 from cpm_session.limits import ABSOLUTE_MAX_C
@@ -167,6 +168,48 @@ class Analysis(_Strict):
     cpm_threshold_abs: float = Field(ge=0)
 
 
+class Fidelity(_Strict):
+    """Limits of protocol fidelity: how far a visit may stray from its plan before it is a deviation.
+
+    Every duration in session seconds, temperatures in °C, pressures in kPa; all finite."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    max_cs_to_ts_post_s: float = Field(gt=0, le=600)
+    """Longest interval from the end of the immersion to the TS_post onset (the seed's "immediately")."""
+    warn_before_s: float = Field(ge=0, le=600)
+    """The staff view warns when the TS_post limit is this close."""
+    max_onset_error_s: float = Field(gt=0, le=60)
+    """Largest |actual - planned| stimulus onset (and time of the 30 s hand rating)."""
+    max_ts_interval_error_s: float = Field(gt=0, le=60)
+    """Largest |actual - planned| interval between consecutive TS_pre stimuli."""
+    max_delivered_error_c: float = Field(gt=0, le=10)
+    """Largest |delivered plateau mean - target| of a heat stimulus (thermode trace)."""
+    max_delivered_error_kpa: float = Field(gt=0, le=500)
+    """Largest |delivered hold mean - target| of a pressure stimulus (algometer samples)."""
+    bath_range_c: list[Annotated[float, Field(ge=-5, le=40)]] = Field(min_length=2, max_length=2)
+    """[min, max] bath temperature tolerated during the immersion."""
+    max_immersion_shortfall_s: float = Field(ge=0, le=300)
+    """How much shorter than planned an immersion may be (a withdrawal beyond this is a deviation)."""
+    max_missing_ratings: int = Field(ge=0, le=100)
+    max_pauses: int = Field(ge=0, le=100)
+
+    @field_validator("bath_range_c")
+    @classmethod
+    def _bath_order(cls, v: list[float]) -> list[float]:
+        if not v[0] < v[1]:
+            raise PydanticCustomError("fidelity_range", "[min, max] with min below max")
+        return v
+
+    @field_validator("warn_before_s")
+    @classmethod
+    def _warn_inside(cls, v: float, info: ValidationInfo) -> float:
+        limit = info.data.get("max_cs_to_ts_post_s")
+        if limit is not None and v >= limit:
+            raise PydanticCustomError("fidelity_warn", "a number below max_cs_to_ts_post_s ({limit})", {"limit": limit})
+        return v
+
+
 class Resume(_Strict):
     allowed: bool
     max_gap_s: float = Field(gt=0)
@@ -226,6 +269,7 @@ class Protocol(_Strict):
     control_conditioning: ControlConditioning
     ratings: Ratings
     analysis: Analysis
+    fidelity: Fidelity
     resume: Resume
     questionnaires: Questionnaires
     screen: Screen

@@ -35,6 +35,7 @@ from cpm_session.export import (
     questionnaire_labels,
     sessions_by_visit,
 )
+from cpm_session.record.fidelity import export_fields as fidelity_export_fields
 from cpm_session.record.folder import get_path
 
 BIDS_VERSION = "1.9.0"
@@ -175,6 +176,13 @@ SESSION_COLUMNS: list[tuple[str, str, dict[str, Any]]] = [
         "by <operator> at <UTC time>)', separated by ' | '. Values in this table are the amended (effective) ones; "
         "the originals stay in the source log. n/a when there is none."}),
 ]
+
+SESSION_COLUMNS += [  # protocol fidelity (record/fidelity.py): one column per requirement and its within-limits flag
+    (f["name"], f["path"], {"LongName": f["label"], "Description": f["description"][0].upper() + f["description"][1:]
+                            + (" (n/a: not measured or not applicable; see results.fidelity in session.json)."),
+                            **({"Units": {"C": "oC"}.get(f["unit"], f["unit"])} if f["unit"] else {}),
+                            **({"Levels": BOOL_LEVELS} if f["type"] == "bool" else {})})
+    for f in fidelity_export_fields()]
 
 
 def _with_observed_levels(desc: dict[str, Any], values: list[str]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from cpm_session.devices.thermode_qc import assess_stimulus
 from cpm_session.errors import CpmError
 from cpm_session.record.folder import SessionFolder
 from cpm_session.record.schema import TRACE_COLUMNS
+from cpm_session.session.fidelity_watch import FidelityWatch
 from cpm_session.session.machine import Machine
 from cpm_session.ui.base import Choice, ParticipantUI
 
@@ -72,6 +73,9 @@ class Context:
         self.folder: SessionFolder | None = None
         self.machine = Machine(self.log)
         self.observers: list[Observer] = []
+        self.fidelity = FidelityWatch(self)
+        """Staff countdown to TS_post and a `deviation` event the moment a [fidelity] limit is exceeded."""
+        self.observers.append(self.fidelity)
         self.participant = self.visit = ""
         self.outputs: dict[str, Any] = {}
         self.baseline: dict[str, Any] | None = None
@@ -221,6 +225,7 @@ class Context:
         if self.in_water_t is not None:
             self.bath_samples.append((now, bath_c))
             self._watch_bath(bath_c)
+            self.fidelity.on_bath(now, bath_c)
 
     def _watch_bath(self, bath_c: float) -> None:
         cp = self.p.cold_pressor
@@ -271,11 +276,15 @@ class Context:
                 end += self._take_note()
                 now = self.clock.now()
             self.sample(now)
+            self.fidelity.tick(now)
             if stop_when is not None and stop_when():
                 return
             if now >= end - 1e-9:
                 return
             step = min(end - now, max(1e-3, self._next_sample - now), self.frame_s())
+            due = self.fidelity.next_due()
+            if due is not None and due > now:
+                step = min(step, due - now)
             nk = self.ui.next_key_t()
             if nk is not None:
                 step = min(step, max(1e-3, nk - now))
@@ -304,6 +313,7 @@ class Context:
         while not self._resume_requested:
             self.ui.tick()
             self.sample(self.clock.now())
+            self.fidelity.tick(self.clock.now())
             nk = self.ui.next_key_t()
             step = min(PAUSE_POLL_S, self.frame_s())
             if nk is not None:

@@ -113,7 +113,7 @@ def _end_immersion(ctx: Context, monitored: bool, t0: float, value: float | None
     withdrawal_s = round(ctx.withdrawn_t - t0, 4) if ctx.withdrawn_t is not None else None
     ctx.ui.show("cold_out", ctx.p.texts.cold_pressor_out)
     ctx.log("cold_pressor_end" if monitored else "control_immersion_end", duration_s=round(end - t0, 4),
-            withdrawn=withdrawn, withdrawal_s=withdrawal_s)
+            withdrawn=withdrawn, withdrawal_s=withdrawal_s, start_t=round(t0, 6), end_t=round(end, 6))
     ctx.staff_step("hand is out")
     out: dict[str, Any] = {"cs_rating_30s": value, "cs_rating_flag": flag, "immersion_s": round(end - t0, 4),
                            "withdrawal_s": withdrawal_s, "start_t": round(t0, 4), "end_t": round(end, 4)}
@@ -138,5 +138,5 @@ def control(ctx: Context) -> tuple[dict[str, Any], str]:
     ctx.wait(ctx.p.test_stimulus.interval_s)
     pre = ts.block(ctx, "control_ts_pre", ctx.p.test_stimulus.pre_repeats, CUE_S)
     imm = immersion(ctx, cc.bath_min_c, cc.bath_max_c, cc.duration_s, monitored=False)
-    post = ts.block(ctx, "control_ts_post", ctx.p.test_stimulus.post_repeats, ctx.p.test_stimulus.post_delay_s)
+    post = ts.block(ctx, "control_ts_post", ctx.p.test_stimulus.post_repeats, ts.post_first_delay(ctx, imm["end_t"]))
     return {"enabled": True, "ts_pre": pre, "immersion": imm, "ts_post": post}, "next"

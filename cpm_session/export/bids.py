@@ -305,11 +305,23 @@ def beh_table(s: SessionData) -> tuple[list[str], list[list[str]], dict[str, Any
 
 def _grid(tf: list[float]) -> tuple[float, list[int]] | None:
     """Place irregular sample times on a regular grid at the finest interval; return (dt, slot of each
-    sample) or None when two samples would share a slot or the grid would be mostly empty."""
+    sample; -1 for a sample that found no free slot within half an interval) or None when the grid would
+    be mostly empty."""
     dts = [round(b - a, 6) for a, b in zip(tf, tf[1:], strict=False)]
     fine = min(d for d in dts if d > 0)
-    slots = [round((t - tf[0]) / fine) for t in tf]
-    if len(set(slots)) != len(slots) or slots[-1] + 1 > MAX_GRID_FILL * len(tf):
+    slots: list[int] = []
+    taken: set[int] = set()
+    for t in tf:
+        x = (t - tf[0]) / fine
+        for cand in (round(x), int(x) + 1, int(x)):
+            if cand not in taken and abs(x - cand) <= 0.5 + 1e-6:
+                taken.add(cand)
+                slots.append(cand)
+                break
+        else:
+            slots.append(-1)
+    last = max(slots)
+    if last + 1 > MAX_GRID_FILL * len(tf):
         return None
     return fine, slots
 
@@ -353,12 +365,18 @@ def device_traces(s: SessionData) -> dict[str, tuple[list[str], list[list[str]],
             else:
                 dt, slots = grid
                 gridded = [[NA] * (1 + len(quantities)) for _ in range(slots[-1] + 1)]
+                dropped = 0
                 for slot, row in zip(slots, rows, strict=True):
-                    gridded[slot] = row
+                    if slot < 0:
+                        dropped += 1
+                    else:
+                        gridded[slot] = row
                 rows = gridded
                 note = (f"; the device's sampling rate varies, so samples sit on a regular {dt:g} s grid in the "
                         f"row nearest their time (n/a rows where there was no sample); the time column holds "
-                        f"each sample's exact session time")
+                        f"each sample's exact session time"
+                        + (f"; {dropped} sample(s) closer than half an interval to another were left out "
+                           "(all are in sourcedata devices.csv)" if dropped else ""))
         sidecar: dict[str, Any] = {
             "TaskName": TASK,
             "PhysioType": "generic",

@@ -22,9 +22,6 @@ SRD_FACTOR = 1.959963984540054 * 2 ** 0.5
 BLINDED_LABELS = tuple("ABCDEFGH")
 """Arm labels shown while the trial is blinded, in order of first appearance in the allocation file."""
 
-PLACEBO_WORDS = ("placebo", "sham", "control")
-"""An arm whose name contains one of these is the reference arm and the test-retest sample."""
-
 SECONDARY_OUTCOMES = {
     "nrs_pain": "NRS pain (0-10)",
     "fiqr_total": "FIQR total (0-100)",

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from cpm_session.analysis.ancova import AnalysisError, AncovaResult, fit_ancova
-from cpm_session.analysis.constants import BLINDED_LABELS, PLACEBO_WORDS, SECONDARY_OUTCOMES, SIGN_TAG
+from cpm_session.analysis.constants import BLINDED_LABELS, SECONDARY_OUTCOMES, SIGN_TAG
 from cpm_session.analysis.reliability import icc
 from cpm_session.errors import CpmError
 
@@ -33,21 +33,29 @@ class AllocationError(CpmError):
 
 @dataclass
 class AllocationTable:
-    """Participant -> displayed arm label, whether the labels are blinded, and the reference arm."""
+    """Participant -> displayed arm label, whether the labels are blinded, and the reference (control) arm.
+
+    `reference_source` says how the reference was determined: "control" (named by the file's role
+    column or by --control) or "blinded" (the first code in the file; the comparison's sign is then
+    arbitrary until unblinding).
+    """
 
     table: pd.DataFrame  # columns participant, arm
     blinded: bool
     reference: str
     arms: list[str]
+    reference_source: str = "control"
 
 
-def read_allocation(path: str | Path, *, blinded: bool = False) -> AllocationTable:
+def read_allocation(path: str | Path, *, blinded: bool = False, control: str | None = None) -> AllocationTable:
     """Read an allocation CSV.
 
     Columns ``participant,arm`` with real arm names are unblinded unless `blinded`; a file with
     ``participant,code`` (no arm), or any file with `blinded`, shows arms as A, B, ... in order of
-    first appearance in the file (a randomized order, so the letter reveals nothing). The reference arm
-    is the one whose name says placebo/sham/control (else the first in sorted order); while blinded it is A.
+    first appearance in the file (a randomized order, so the letter reveals nothing) and compares
+    against A. Unblinded, the control (reference) arm is `control` (``--control ARM``) or the arm whose
+    rows say ``role = control`` (written by ``cpm-session randomize``); both given must agree. The
+    control is never guessed from a name: with neither, AllocationError.
     """
     p = Path(path)
     try:
@@ -63,7 +71,8 @@ def read_allocation(path: str | Path, *, blinded: bool = False) -> AllocationTab
         col, blinded = "code", True
     else:
         raise AllocationError(f"allocation file {p} needs an 'arm' or 'code' column (columns: {list(df.columns)})")
-    df = df[["participant", col]].rename(columns={col: "arm"})
+    has_role = "role" in df.columns
+    df = df[["participant", col, *(["role"] if has_role else [])]].rename(columns={col: "arm"})
     df["participant"] = df["participant"].str.strip()
     df["arm"] = df["arm"].str.strip()
     df = df[df["participant"] != ""]
@@ -74,18 +83,43 @@ def read_allocation(path: str | Path, *, blinded: bool = False) -> AllocationTab
     if empty:
         raise AllocationError(f"allocation file {p} has no arm for participant(s) {empty[:5]}")
     values = list(dict.fromkeys(df["arm"]))
+    file_control = _control_from_roles(df, p) if has_role else None
+    if control is not None and control.strip():
+        control = control.strip()
+        if control not in values:
+            raise AllocationError(f"--control {control!r} is not an arm of allocation file {p} (arms {sorted(values)})")
+        if file_control is not None and file_control != control:
+            raise AllocationError(f"--control {control!r} disagrees with allocation file {p}, whose role column names "
+                                  f"{file_control!r} as the control arm")
+    else:
+        control = file_control
+    df = df[["participant", "arm"]]
     if blinded:
         if len(values) > len(BLINDED_LABELS):
             raise AllocationError(f"allocation file {p} has {len(values)} arms; at most {len(BLINDED_LABELS)} can be blinded")
         mapping = dict(zip(values, BLINDED_LABELS[: len(values)], strict=True))
-        df["arm"] = df["arm"].map(mapping)
+        df = df.assign(arm=df["arm"].map(mapping))
         arms = [mapping[v] for v in values]
-        reference = arms[0]
-    else:
-        arms = sorted(values)
-        placebo = [a for a in arms if any(w in a.lower() for w in PLACEBO_WORDS)]
-        reference = placebo[0] if placebo else arms[0]
-    return AllocationTable(df.reset_index(drop=True), blinded, reference, sorted(arms))
+        return AllocationTable(df.reset_index(drop=True), True, arms[0], sorted(arms), "blinded")
+    if control is None:
+        raise AllocationError(f"allocation file {p} does not say which arm is the control: give --control ARM "
+                              f"(one of {sorted(values)}) or use a list from 'cpm-session randomize' (role column)")
+    return AllocationTable(df.reset_index(drop=True), False, control, sorted(values), "control")
+
+
+def _control_from_roles(df: pd.DataFrame, p: Path) -> str | None:
+    """Return the arm whose rows have role "control" (None if no row says control); refuse inconsistent roles."""
+    roles = df["role"].str.strip().str.lower()
+    ctl = sorted(set(df.loc[roles == "control", "arm"]))
+    if not ctl:
+        return None
+    if len(ctl) > 1:
+        raise AllocationError(f"allocation file {p} marks more than one arm as control: {ctl}")
+    mixed = df.loc[(df["arm"] == ctl[0]) & (roles != "control"), "participant"].tolist()
+    if mixed:
+        raise AllocationError(f"allocation file {p}: arm {ctl[0]!r} is the control but participant(s) {mixed[:5]} "
+                              "have another role")
+    return str(ctl[0])
 
 
 def select_sessions(summary: pd.DataFrame, visit: str) -> tuple[pd.DataFrame, list[dict[str, object]]]:
@@ -214,14 +248,13 @@ def _reactivation(wide: pd.DataFrame) -> pd.DataFrame:
 
 
 def _retest(wide: pd.DataFrame, allocation: AllocationTable) -> tuple[pd.DataFrame, str]:
-    """Test-retest reliability between the two visits (reference/placebo arm once unblinded, all while blinded)."""
-    placebo_named = any(w in allocation.reference.lower() for w in PLACEBO_WORDS)
-    if not allocation.blinded and placebo_named:
+    """Test-retest reliability between the two visits (the control arm once unblinded, all while blinded)."""
+    if not allocation.blinded:
         sample = wide[wide["arm"] == allocation.reference]
-        label = f"arm {allocation.reference} only (unblinded)"
+        label = f"control arm {allocation.reference} only (unblinded)"
     else:
         sample = wide
-        label = "all participants (blinded)" if allocation.blinded else "all participants (no placebo arm named)"
+        label = "all participants (blinded)"
     rows = []
     for col, name in RETEST_MEASURES.items():
         b, p = f"{col}_base", f"{col}_post"

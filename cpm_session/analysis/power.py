@@ -26,9 +26,9 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,8 @@ from cpm_session.analysis.constants import CI_LEVEL
 from cpm_session.errors import CpmError
 
 ALPHA = 1.0 - CI_LEVEL
+DASK_CONNECT_TIMEOUT_S = 15.0
+"""How long to wait for a Dask scheduler before giving up with one line."""
 REPLICATE_COLUMNS = ["n_per_arm", "effect", "rep", "ok", "error", "estimate", "se", "ci_low", "ci_high", "p",
                      "true_diff", "n_analysed", "seconds"]
 
@@ -167,7 +169,7 @@ def _run_dask(scheduler: str, tasks: list[ReplicateTask], replicate: Callable[[R
     except ImportError as e:  # pragma: no cover - dask is a dependency
         raise PowerError(f"--scheduler needs dask.distributed ({e})") from e
     try:
-        client = Client(scheduler, timeout=20)
+        client = Client(scheduler, timeout=DASK_CONNECT_TIMEOUT_S)
     except (OSError, TimeoutError, ValueError) as e:
         raise PowerError(f"cannot connect to the Dask scheduler at {scheduler}: {e}") from e
     try:
@@ -271,8 +273,3 @@ def replicate_row(task: ReplicateTask, **fields: Any) -> dict[str, Any]:
     row.update(n_per_arm=task.n_per_arm, effect=task.effect, rep=task.rep, ok=False, error="")
     row.update(fields)
     return row
-
-
-def tasks_as_dicts(tasks: Iterable[ReplicateTask]) -> list[dict[str, Any]]:
-    """Return tasks as plain dicts (for logs)."""
-    return [asdict(t) for t in tasks]

@@ -9,8 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cpm_session.analysis.power import (PowerError, ReplicateTask, make_tasks, markdown_table, run_power,
-                                        summarize_replicates, write_outputs)
+from cpm_session.analysis.power import (
+    PowerError,
+    ReplicateTask,
+    make_tasks,
+    markdown_table,
+    run_power,
+    summarize_replicates,
+    write_outputs,
+)
 from cpm_session.cli import main
 from cpm_session.resources import resolve
 

@@ -136,7 +136,9 @@ def run_power(ns: list[int], effects: list[float], reps: int, seed: int, *, prot
     `cpm_session.simtrial.power_replicate` (a whole trial through the engine).
     """
     if replicate is None:
-        from cpm_session.simtrial import power_replicate as replicate
+        from cpm_session.simtrial import power_replicate
+
+        replicate = power_replicate
     tasks = make_tasks(ns, effects, reps, seed, protocol_path)
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
@@ -165,7 +167,8 @@ def _run_dask(scheduler: str, tasks: list[ReplicateTask], replicate: Callable[[R
               rows: list[dict[str, Any]], progress: Callable[[int, int], None] | None) -> tuple[str, int]:
     """Run `tasks` on the Dask scheduler at `scheduler`; append results to `rows`; return (backend, workers)."""
     try:
-        from dask.distributed import Client, as_completed as dask_completed
+        from dask.distributed import Client
+        from dask.distributed import as_completed as dask_completed
     except ImportError as e:  # pragma: no cover - dask is a dependency
         raise PowerError(f"--scheduler needs dask.distributed ({e})") from e
     try:

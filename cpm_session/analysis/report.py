@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from cpm_session import __version__
-from cpm_session.analysis.constants import COMPLETE_CASE, CI_LEVEL, REGRESSION_TO_THE_MEAN, SIGN_CONVENTION, SIGN_TAG
+from cpm_session.analysis.constants import CI_LEVEL, COMPLETE_CASE, REGRESSION_TO_THE_MEAN, SIGN_CONVENTION, SIGN_TAG
 from cpm_session.analysis.plots import session_figure, study_figure
 from cpm_session.analysis.summarize import SummaryResult
 from cpm_session.analysis.trial import TrialAnalysis

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from scipy import stats
 
 from cpm_session.analysis.ancova import AnalysisError, AncovaResult, fit_ancova

@@ -131,7 +131,8 @@ def write_report(analysis: TrialAnalysis, summary: SummaryResult, out_dir: str |
     results = a.results_table()
     sign = pd.DataFrame([{"quantity": "CPM_abs", "definition": "TS_pre - TS_post (rating points, 0-100)",
                           "sign": "positive = inhibition, negative = facilitation"},
-                         {"quantity": "CPM_pct", "definition": "CPM_abs / TS_pre * 100",
+                         {"quantity": "CPM_pct", "definition": "CPM_abs / TS_pre * 100; empty when TS_pre is below the "
+                          "protocol's analysis.cpm_pct_min_ts_pre (see cpm_pct_note in sessions_summary.csv)",
                           "sign": "positive = inhibition, negative = facilitation"},
                          {"quantity": "adjusted_difference", "definition": f"{a.ancova[0].treatment if a.ancova else 'treatment'}"
                           f" minus {a.allocation.reference} in post-visit value at equal baseline (ANCOVA)",

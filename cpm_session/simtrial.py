@@ -140,6 +140,7 @@ def power_replicate(task: Any) -> dict[str, Any]:
     """
     import tempfile
     import time
+    import warnings
 
     from cpm_session.analysis.power import replicate_row
     from cpm_session.analysis.summarize import summarize
@@ -148,7 +149,8 @@ def power_replicate(task: Any) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     try:
-        with tempfile.TemporaryDirectory(prefix="cpm-power-") as tmp, scratch_writes():
+        with tempfile.TemporaryDirectory(prefix="cpm-power-") as tmp, scratch_writes(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tiny trials make statsmodels warn; the row carries the numbers
             trial = simulate_trial(Path(tmp), 2 * task.n_per_arm, task.arms, task.effect, task.seed_sequence(),
                                    protocol_path=task.protocol_path)
             summary = summarize(trial.data_dir, check_integrity=False)

@@ -128,12 +128,13 @@ class PowerResult:
 def run_power(ns: list[int], effects: list[float], reps: int, seed: int, *, protocol_path: str | Path,
               workers: int | None = None, scheduler: str | None = None,
               replicate: Callable[[ReplicateTask], dict[str, Any]] | None = None,
-              progress: Callable[[int, int], None] | None = None) -> PowerResult:
+              progress: Callable[[int, int], None] | None = None, checkpoint: str | Path | None = None) -> PowerResult:
     """Run every replicate of the grid in parallel and summarize them.
 
     Local cores by default (`workers` processes, default os.cpu_count()); with `scheduler`, on the Dask
     cluster at that address (its workers' count is reported). `replicate` defaults to
-    `cpm_session.simtrial.power_replicate` (a whole trial through the engine).
+    `cpm_session.simtrial.power_replicate` (a whole trial through the engine). Each finished replicate
+    is appended to `checkpoint` (CSV) at once; Ctrl-C stops the run and summarizes the replicates done.
     """
     if replicate is None:
         from cpm_session.simtrial import power_replicate
@@ -142,20 +143,39 @@ def run_power(ns: list[int], effects: list[float], reps: int, seed: int, *, prot
     tasks = make_tasks(ns, effects, reps, seed, protocol_path)
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    if scheduler:
-        backend, n_workers = _run_dask(scheduler, tasks, replicate, rows, progress)
-    else:
-        n_workers = max(1, int(workers or os.cpu_count() or 1))
-        backend = f"local ProcessPoolExecutor, {n_workers} process(es)"
-        with ProcessPoolExecutor(max_workers=n_workers) as ex:
-            futs = [ex.submit(replicate, t) for t in tasks]
-            for f in as_completed(futs):
-                rows.append(f.result())
-                if progress:
-                    progress(len(rows), len(tasks))
+    sink = _Checkpoint(checkpoint)
+
+    def done(row: dict[str, Any]) -> None:
+        rows.append(row)
+        sink.write(row)
+        if progress:
+            progress(len(rows), len(tasks))
+
+    interrupted = False
+    try:
+        if scheduler:
+            backend, n_workers = _run_dask(scheduler, tasks, replicate, done)
+        else:
+            n_workers = max(1, int(workers or os.cpu_count() or 1))
+            backend = f"local ProcessPoolExecutor, {n_workers} process(es)"
+            ex = ProcessPoolExecutor(max_workers=n_workers)
+            try:
+                futs = [ex.submit(replicate, t) for t in tasks]
+                for f in as_completed(futs):
+                    done(f.result())
+            finally:
+                ex.shutdown(wait=True, cancel_futures=True)
+    except KeyboardInterrupt:
+        interrupted = True
+        backend = backend if "backend" in locals() else "interrupted"
+        n_workers = n_workers if "n_workers" in locals() else 0
+    finally:
+        sink.close()
     wall = time.perf_counter() - t0
     df = pd.DataFrame(rows, columns=REPLICATE_COLUMNS).sort_values(["n_per_arm", "effect", "rep"]).reset_index(drop=True)
     res = PowerResult(df, summarize_replicates(df), wall, backend, n_workers, seed)
+    if interrupted:
+        res.notes.append(f"interrupted: {len(df)} of {len(tasks)} replicates finished; figures are over those")
     failed = df[~df["ok"].astype(bool)]
     if len(failed):
         res.notes.append(f"{len(failed)} replicate(s) could not be analysed (first: {failed['error'].iloc[0]}); "
@@ -163,9 +183,33 @@ def run_power(ns: list[int], effects: list[float], reps: int, seed: int, *, prot
     return res
 
 
+class _Checkpoint:
+    """Append replicate rows to a CSV as they arrive (a killed run keeps what it finished)."""
+
+    def __init__(self, path: str | Path | None) -> None:
+        self._f = None
+        if path is not None:
+            p = Path(path)
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+                self._f = open(p, "w", encoding="utf-8", newline="")
+            except OSError as e:
+                raise PowerError(f"cannot write {p}: {e.strerror or e}") from e
+            self._f.write(",".join(REPLICATE_COLUMNS) + "\n")
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self._f is not None:
+            pd.DataFrame([row], columns=REPLICATE_COLUMNS).to_csv(self._f, header=False, index=False)
+            self._f.flush()
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+
+
 def _run_dask(scheduler: str, tasks: list[ReplicateTask], replicate: Callable[[ReplicateTask], dict[str, Any]],
-              rows: list[dict[str, Any]], progress: Callable[[int, int], None] | None) -> tuple[str, int]:
-    """Run `tasks` on the Dask scheduler at `scheduler`; append results to `rows`; return (backend, workers)."""
+              done: Callable[[dict[str, Any]], None]) -> tuple[str, int]:
+    """Run `tasks` on the Dask scheduler at `scheduler`, calling `done` with each result; return (backend, workers)."""
     try:
         from dask.distributed import Client
         from dask.distributed import as_completed as dask_completed
@@ -180,10 +224,11 @@ def _run_dask(scheduler: str, tasks: list[ReplicateTask], replicate: Callable[[R
         if n_workers == 0:
             raise PowerError(f"the Dask scheduler at {scheduler} has no workers")
         futs = client.map(replicate, tasks, pure=False)
-        for f in dask_completed(futs):
-            rows.append(f.result())
-            if progress:
-                progress(len(rows), len(tasks))
+        try:
+            for f in dask_completed(futs):
+                done(f.result())
+        finally:
+            client.cancel(futs)
     finally:
         client.close()
     return f"Dask scheduler {scheduler}, {n_workers} worker(s)", n_workers

@@ -8,7 +8,9 @@ clock) and analysed like a real one. Runs on the local cores by default, or on a
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from pathlib import Path
 
 NAME = "power"
 HELP = "Power, type-I error and 95 % CI coverage of the CPM ANCOVA from simulated trials through the engine."
@@ -22,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--reps", type=int, default=500, help="replicate trials per (n, effect) cell (default %(default)s)")
     p.add_argument("--seed", type=int, default=1, help="root SeedSequence entropy (default %(default)s)")
     p.add_argument("--out", default="power-results", help="folder for power.csv, power.md, replicates.csv and "
-                   "power_curve.png (default %(default)s)")
+                   "power_curve.png (default %(default)s); replicates.partial.csv fills as replicates finish, and "
+                   "Ctrl-C summarizes the replicates done so far")
     p.add_argument("--workers", type=int, help="local worker processes (default: all cores)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://10.0.0.5:8786)")
@@ -47,8 +50,17 @@ def run(args: argparse.Namespace) -> int:
         if done % step == 0 or done == n:
             print(f"  {done}/{n} replicate trials", file=sys.stderr, flush=True)
 
-    res = run_power(ns, effects, args.reps, args.seed, protocol_path=protocol.resolve(), workers=args.workers,
-                    scheduler=args.scheduler, progress=progress)
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}  # stop = summarize what is done
+    try:
+        res = run_power(ns, effects, args.reps, args.seed, protocol_path=protocol.resolve(), workers=args.workers,
+                        scheduler=args.scheduler, progress=progress,
+                        checkpoint=Path(args.out) / "replicates.partial.csv")
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     paths = write_outputs(res, args.out)
     print(markdown_table(res.cells))
     for n in res.notes:

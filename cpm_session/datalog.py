@@ -245,6 +245,8 @@ class SessionFolder:
             write_json_atomic(path / "session.json", header)
         except OSError as e:
             raise SessionError(f"cannot write {path / 'session.json'}: {e.strerror or e}") from e
+        if durable is None:  # follow scratch_writes() (decided in __init__)
+            return cls(path, clock_now, fsync=fsync)
         return cls(path, clock_now, fsync=fsync, durable=durable)
 
     def read_header(self) -> dict[str, Any]:

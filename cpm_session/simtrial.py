@@ -163,7 +163,17 @@ def power_replicate(task: Any) -> dict[str, Any]:
             truth = {q.participant: q.pain60_c for q in trial.participants}
             expected = [expected_heat_rating(truth[pid], float(t)) for pid, t in post.items() if pid in truth]
             true_diff = task.effect * float(np.mean(expected)) if expected else float("nan")
+            react: dict[str, float] = {}
+            if len(res.reactivation):
+                share = res.reactivation.set_index("arm")["share_reactivated"]
+                react = {"reactivated_treatment": float(share.get(trial.treatment, np.nan)),
+                         "reactivated_control": float(share.get(trial.control, np.nan))}
+            tests = res.category_tests
+            if len(tests):
+                rt = tests[tests["category"].str.startswith("reactivated")]
+                if len(rt):
+                    react["reactivation_fisher_p"] = float(rt.iloc[0]["fisher_p"])
             return replicate_row(task, ok=True, estimate=p.estimate, se=p.se, ci_low=p.ci_low, ci_high=p.ci_high,
-                                 p=p.p, true_diff=true_diff, n_analysed=p.n, seconds=time.perf_counter() - t0)
+                                 p=p.p, true_diff=true_diff, n_analysed=p.n, seconds=time.perf_counter() - t0, **react)
     except (CpmError, OSError, ValueError, KeyError) as e:
         return replicate_row(task, error=f"{type(e).__name__}: {e}", seconds=time.perf_counter() - t0)

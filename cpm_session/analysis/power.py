@@ -42,7 +42,8 @@ ALPHA = 1.0 - CI_LEVEL
 DASK_CONNECT_TIMEOUT_S = 15.0
 """How long to wait for a Dask scheduler before giving up with one line."""
 REPLICATE_COLUMNS = ["n_per_arm", "effect", "rep", "ok", "error", "estimate", "se", "ci_low", "ci_high", "p",
-                     "true_diff", "n_analysed", "seconds"]
+                     "true_diff", "n_analysed", "reactivated_treatment", "reactivated_control", "reactivation_fisher_p",
+                     "seconds"]
 
 
 class PowerError(CpmError):
@@ -103,8 +104,17 @@ def summarize_replicates(reps: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFra
             "bias_mcse": float(err.std(ddof=1) / math.sqrt(k)) if k > 1 else float("nan"),
             "empirical_se": float(ok["estimate"].std(ddof=1)) if k > 1 else float("nan"),
             "mean_model_se": float(ok["se"].mean()) if k else float("nan"),
+            "mean_reactivated_treatment": _col_mean(ok, "reactivated_treatment"),
+            "mean_reactivated_control": _col_mean(ok, "reactivated_control"),
+            "reactivation_fisher_rejection": float((pd.to_numeric(ok["reactivation_fisher_p"], errors="coerce")
+                                                    .dropna() < alpha).mean())
+            if "reactivation_fisher_p" in ok.columns and ok["reactivation_fisher_p"].notna().any() else float("nan"),
         })
     return pd.DataFrame(rows)
+
+
+def _col_mean(df: pd.DataFrame, col: str) -> float:
+    return float(pd.to_numeric(df[col], errors="coerce").mean()) if col in df.columns else float("nan")
 
 
 def _mcse(p: float, k: int) -> float:

@@ -12,7 +12,7 @@ from cpm_session.errors import CpmError
 
 COMMAND_MODULES = [
     "run", "resume", "validate", "emulate", "check_station",
-    "summarize", "analyze", "randomize", "simulate_trial", "ae", "verify", "amend", "export",
+    "summarize", "analyze", "randomize", "simulate_trial", "power", "ae", "verify", "amend", "export",
 ]
 
 

@@ -44,9 +44,11 @@ def test_cli_writes_csv_and_never_overwrites(tmp_path: Path, capsys: pytest.Capt
     args = ["randomize", "--n", "8", "--block-size", "4", "--arms", "milnacipran,placebo", "--seed", "42", "-o", str(out)]
     assert main(args) == 0
     lines = out.read_text(encoding="utf-8").splitlines()
-    assert lines[0] == "participant,arm,block" and len(lines) == 9
+    assert lines[0] == "participant,arm,block,role" and len(lines) == 9
+    assert {ln.split(",")[3] for ln in lines[1:]} == {"treatment", "control"}
     expected = permuted_blocks(8, ["milnacipran", "placebo"], 4, seed=42)
-    assert lines[1:] == [f"{x.participant},{x.arm},{x.block}" for x in expected]
+    role = {"milnacipran": "treatment", "placebo": "control"}
+    assert lines[1:] == [f"{x.participant},{x.arm},{x.block},{role[x.arm]}" for x in expected]
     assert "milnacipran 4, placebo 4" in capsys.readouterr().out
     assert main(args) == 2
     assert "never overwritten" in capsys.readouterr().err

@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from cpm_session.analysis.summarize import ProtocolCache, bath_stats, cpm_category, read_session, summarize
+from cpm_session.analysis.summarize import ProtocolCache, bath_stats, read_session, summarize
 from cpm_session.cli import main
+from cpm_session.record.derive import cpm_category
 from cpm_session.sim.synth import SynthTruth, write_session, write_unreadable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,9 +36,9 @@ def test_complete_session_row(tmp_path: Path) -> None:
     r = one(s.table, "P001", "baseline")
     pre, post = res["ts_pre_ratings"], res["ts_post_ratings"]
     assert [r["ts_pre_1"], r["ts_pre_2"], r["ts_pre_3"], r["ts_post_1"]] == pre + post
-    assert r["ts_pre"] == pytest.approx(sum(pre) / 3, abs=1e-12)
-    assert r["cpm_abs"] == pytest.approx(sum(pre) / 3 - post[0], abs=1e-12)
-    assert r["cpm_pct"] == pytest.approx(r["cpm_abs"] / r["ts_pre"] * 100, abs=1e-12)
+    assert r["ts_pre"] == pytest.approx(sum(pre) / 3, abs=1e-4)
+    assert r["cpm_abs"] == pytest.approx(sum(pre) / 3 - post[0], abs=1e-4)
+    assert r["cpm_pct"] == pytest.approx(r["cpm_abs"] / r["ts_pre"] * 100, abs=1e-3)
     assert r["cpm_category"] == cpm_category(r["cpm_abs"], 5.0)
     assert (r["cpm_threshold_abs"], r["cpm_threshold_source"]) == (5.0, "protocol_file")
     assert r["status"] == "completed" and bool(r["log_complete"]) and r["date"] == "2026-01-05"
@@ -95,7 +96,7 @@ def test_withdrawal_missing_rating_and_amendments(tmp_path: Path) -> None:
     r = one(s.table, "P002", "post")
     pre = header(p)["results"]["ts_pre_ratings"]
     assert pre[1] is None and r["missing_ts_pre"] == 1 and r["missing"] == "ts_pre_2"
-    assert r["ts_pre"] == pytest.approx((pre[0] + pre[2]) / 2, abs=1e-12)
+    assert r["ts_pre"] == pytest.approx((pre[0] + pre[2]) / 2, abs=1e-4)
     assert r["ts_post"] == 30.0 and r["cpm_abs"] == pytest.approx(r["ts_pre"] - 30.0, abs=1e-12)
     assert r["cs_rating_30s"] == 55.0 and not r["missing_cs_rating"]
     assert r["withdrawal_s"] == 40.0 and r["early_withdrawal"]

@@ -43,7 +43,7 @@ def write_alloc(path: Path, rows: list[tuple[str, str]], header: str = "particip
 
 def test_allocation_unblinded_blinded_and_codes(tmp_path: Path) -> None:
     f = write_alloc(tmp_path / "a.csv", [("P001", "placebo"), ("P002", "milnacipran"), ("P003", "placebo")])
-    a = read_allocation(f)
+    a = read_allocation(f, control="placebo")
     assert not a.blinded and a.reference == "placebo" and a.arms == ["milnacipran", "placebo"]
     b = read_allocation(f, blinded=True)
     assert b.blinded and list(b.table["arm"]) == ["A", "B", "A"] and b.reference == "A"
@@ -81,11 +81,12 @@ def test_reactivation_and_retest_sample(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     for pid, (cb, cp) in spec.items():
         rows.append(summary_row(pid, "baseline", "completed", cpm[cb] + rng.normal(), cb, "20260101T090000Z",
-                                pre=tuple(rng.normal(60, 3, 3))))
+                                pre=tuple(rng.normal(60, 3, 3)), cpm_srd95_abs=5.0))
         rows.append(summary_row(pid, "post", "completed", cpm[cp] + rng.normal(), cp, "20260201T090000Z",
-                                pre=tuple(rng.normal(60, 3, 3))))
+                                pre=tuple(rng.normal(60, 3, 3)), cpm_srd95_abs=5.0))
     alloc = write_alloc(tmp_path / "a.csv", [(p, "drug" if i < 4 else "placebo") for i, p in enumerate(spec)])
-    res = analyze_trial(pd.DataFrame(rows), read_allocation(alloc))
+    res = analyze_trial(pd.DataFrame(rows), read_allocation(alloc, control="placebo"))
+    assert res.category_threshold == 5.0 and "protocol" in res.category_threshold_source
     re = res.reactivation.set_index("arm")
     assert re.loc["drug", ["n_no_inhibition_baseline", "n_reactivated"]].tolist() == [3, 2]
     assert re.loc["drug", "share_reactivated"] == pytest.approx(2 / 3)
@@ -115,7 +116,7 @@ def trial(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
     if shm.is_dir() and os.access(shm, os.W_OK):  # the engine fsyncs every event: RAM-backed is much faster
         d = Path(tempfile.mkdtemp(prefix="cpm-trial-", dir=shm))
     alloc = permuted_blocks(N, ["milnacipran", "placebo"], 4, seed=11)
-    write_allocations(alloc, d / "alloc.csv")
+    write_allocations(alloc, d / "alloc.csv", "placebo")
     protocol = load_protocol(root / "protocols" / "cpm-thermal.toml")
     station = load_station(root / "hardware" / "sim.toml")
     rng = np.random.default_rng(5)
@@ -208,7 +209,7 @@ def test_simulated_trial_blinded_shows_codes_only(trial: dict[str, object], tmp_
 def test_analyze_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "data").mkdir()
     f = write_alloc(tmp_path / "a.csv", [("P001", "placebo")])
-    assert main(["analyze", str(tmp_path / "data"), "--allocation", str(f)]) == 2
+    assert main(["analyze", str(tmp_path / "data"), "--allocation", str(f), "--control", "placebo"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("cpm-session analyze: error:") and "no readable sessions" in err and "Traceback" not in err
 
@@ -227,7 +228,7 @@ def test_custom_visit_names_and_all_session_plots(tmp_path: Path, capsys: pytest
         rows.append((pid, arm))
     alloc = write_alloc(tmp_path / "a.csv", rows)
     rep = tmp_path / "rep"
-    assert main(["analyze", str(tmp_path / "d"), "--allocation", str(alloc), "--baseline-visit", "v1",
+    assert main(["analyze", str(tmp_path / "d"), "--allocation", str(alloc), "--control", "sham", "--baseline-visit", "v1",
                  "--post-visit", "v2", "--report", str(rep), "--session-plots", "all"]) == 0
     out = capsys.readouterr().out
     assert "reference sham" in out and "drug - sham" in out
@@ -250,7 +251,7 @@ def test_unallocated_and_sessionless_participants_are_listed(tmp_path: Path) -> 
         rows.append(summary_row(pid, "post", "completed", float(i) + (5 if i % 2 else 0), "none", "20260201T090000Z"))
     rows.append(summary_row("X999", "post", "completed", 3.0, "none", "20260201T090000Z"))
     alloc = write_alloc(tmp_path / "a.csv", [(f"P{i + 1:03d}", "drug" if i % 2 else "placebo") for i in range(7)])
-    res = analyze_trial(pd.DataFrame(rows), read_allocation(alloc))
+    res = analyze_trial(pd.DataFrame(rows), read_allocation(alloc, control="placebo"))
     miss = res.missing.set_index(["participant", "visit"])["reason"].to_dict()
     assert miss[("X999", "")].startswith("not in the allocation file")
     assert miss[("P007", "baseline")] == "no session" and miss[("P007", "post")] == "no session"

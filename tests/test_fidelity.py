@@ -325,7 +325,7 @@ def test_report_has_fidelity_table_and_sensitivity_ancova(trial: dict[str, Any])
     from cpm_session.cli import main
 
     d: Path = trial["dir"]
-    rc = main(["analyze", str(trial["data"]), "--allocation", str(d / "alloc.csv"), "--report", str(d / "report"),
+    rc = main(["analyze", str(trial["data"]), "--allocation", str(d / "alloc.csv"), "--control", "placebo", "--report", str(d / "report"),
                "--session-plots", "none"])
     assert rc == 0
     page = (d / "report" / "report.html").read_text(encoding="utf-8")

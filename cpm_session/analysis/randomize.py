@@ -1,4 +1,9 @@
-"""Permuted-block randomization lists, reproducible from a seed."""
+"""Permuted-block randomization lists, reproducible from a seed.
+
+The control (reference) arm is named explicitly, never guessed: `--control ARM`, or the second name
+of `--arms treatment,control`. The list records it in a `role` column (`control` for the control arm,
+`treatment` for every other), which `analyze` reads.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,9 @@ import numpy as np
 from cpm_session.errors import CpmError
 
 PARTICIPANT_FORMAT = "P{:03d}"
-COLUMNS = ["participant", "arm", "block"]
+COLUMNS = ["participant", "arm", "block", "role"]
+CONTROL_ROLE = "control"
+TREATMENT_ROLE = "treatment"
 
 
 class RandomizationError(CpmError):
@@ -54,9 +61,28 @@ def permuted_blocks(n: int, arms: list[str], block_size: int, seed: int) -> list
     return out
 
 
-def write_allocations(allocs: list[Allocation], path: str | Path) -> None:
-    """Write the list as CSV (participant,arm,block); refuse to overwrite an existing file."""
+def control_arm(arms: list[str], control: str | None = None) -> str:
+    """Return the control arm: `control` if given (it must be one of `arms`), else the second of exactly two arms.
+
+    With three or more arms and no `control`, raise RandomizationError: the control is never guessed.
+    """
+    names = [a.strip() for a in arms if a.strip()]
+    if control is not None and control.strip():
+        c = control.strip()
+        if c not in names:
+            raise RandomizationError(f"--control {c!r} is not one of --arms {names}")
+        return c
+    if len(names) == 2:
+        return names[1]
+    raise RandomizationError(f"--arms lists {len(names)} arms {names}; name the control arm with --control ARM")
+
+
+def write_allocations(allocs: list[Allocation], path: str | Path, control: str) -> None:
+    """Write the list as CSV (participant,arm,block,role; role = control for the `control` arm, else
+    treatment); refuse to overwrite an existing file."""
     p = Path(path)
+    if control not in {a.arm for a in allocs}:
+        raise RandomizationError(f"control arm {control!r} is not in the list (arms {sorted({a.arm for a in allocs})})")
     if p.exists():
         raise RandomizationError(f"{p} exists; a randomization list is never overwritten (choose another name)")
     try:
@@ -64,6 +90,6 @@ def write_allocations(allocs: list[Allocation], path: str | Path) -> None:
             w = csv.writer(f)
             w.writerow(COLUMNS)
             for a in allocs:
-                w.writerow([a.participant, a.arm, a.block])
+                w.writerow([a.participant, a.arm, a.block, CONTROL_ROLE if a.arm == control else TREATMENT_ROLE])
     except OSError as e:
         raise RandomizationError(f"cannot write {p}: {e.strerror or e}") from e

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from cpm_session import __version__
-from cpm_session.analysis.constants import CI_LEVEL, SIGN_CONVENTION, SIGN_TAG
+from cpm_session.analysis.constants import CI_LEVEL, COMPLETE_CASE, REGRESSION_TO_THE_MEAN, SIGN_CONVENTION, SIGN_TAG
 from cpm_session.analysis.fidelity import report_section as fidelity_report_section
 from cpm_session.analysis.plots import session_figure, study_figure
 from cpm_session.analysis.summarize import SummaryResult
@@ -72,8 +72,8 @@ def _table(df: pd.DataFrame, max_rows: int = 500) -> str:
     return out
 
 
-MAIN_RESULT_COLUMNS = ["outcome", "comparison", "n", "adj_mean_reference", "adj_mean_treatment", "adjusted_difference",
-                       "ci_low", "ci_high", "p"]
+MAIN_RESULT_COLUMNS = ["role", "outcome", "comparison", "n", "adj_mean_reference", "adj_mean_treatment",
+                       "adjusted_difference", "ci_low", "ci_high", "p", "p_adjustment"]
 CHECK_COLUMNS = ["outcome", "n", "baseline_slope", "r2", "slopes_homogeneity_F", "slopes_homogeneity_p", "shapiro_W",
                  "shapiro_p"]
 
@@ -82,7 +82,7 @@ def _main_results(results: pd.DataFrame) -> pd.DataFrame:
     if results.empty:
         return results
     arm_n = [c for c in results.columns if c.startswith("n_")]
-    cols = MAIN_RESULT_COLUMNS[:3] + arm_n + MAIN_RESULT_COLUMNS[3:]
+    cols = MAIN_RESULT_COLUMNS[:4] + arm_n + MAIN_RESULT_COLUMNS[4:]
     return results[[c for c in cols if c in results.columns]]
 
 
@@ -132,14 +132,16 @@ def write_report(analysis: TrialAnalysis, summary: SummaryResult, out_dir: str |
     results = a.results_table()
     sign = pd.DataFrame([{"quantity": "CPM_abs", "definition": "TS_pre - TS_post (rating points, 0-100)",
                           "sign": "positive = inhibition, negative = facilitation"},
-                         {"quantity": "CPM_pct", "definition": "CPM_abs / TS_pre * 100",
+                         {"quantity": "CPM_pct", "definition": "CPM_abs / TS_pre * 100; empty when TS_pre is below the "
+                          "protocol's analysis.cpm_pct_min_ts_pre (see cpm_pct_note in sessions_summary.csv)",
                           "sign": "positive = inhibition, negative = facilitation"},
                          {"quantity": "adjusted_difference", "definition": f"{a.ancova[0].treatment if a.ancova else 'treatment'}"
                           f" minus {a.allocation.reference} in post-visit value at equal baseline (ANCOVA)",
                           "sign": "positive = more inhibition in the treatment arm (CPM outcomes)"}])
     tables = {
         "results.csv": results, "sessions_summary.csv": summary.table, "analysis_dataset.csv": a.wide,
-        "reactivation.csv": a.reactivation, "reliability_test_retest.csv": a.retest,
+        "reactivation.csv": a.reactivation, "category_tests.csv": a.category_tests,
+        "complete_case.csv": a.complete_case, "hads_bands.csv": a.hads_bands, "reliability_test_retest.csv": a.retest,
         "reliability_within_session.csv": a.within, "missing_data.csv": a.missing,
         "protocol_deviations.csv": a.deviations, "sign_convention.csv": sign,
         "warnings.csv": pd.DataFrame({"warning": summary.warnings + a.skipped}),
@@ -181,8 +183,10 @@ def write_report(analysis: TrialAnalysis, summary: SummaryResult, out_dir: str |
     else:
         answer = "The primary ANCOVA could not be fitted: " + html.escape("; ".join(a.skipped) or "no data")
     blind = ("BLINDED: arms are shown as codes " + ", ".join(a.allocation.arms) + " (the reference, "
-             f"{a.allocation.reference}, is the first code in the allocation file)") if a.allocation.blinded else \
-        f"Unblinded: arms {', '.join(a.allocation.arms)}; reference arm {a.allocation.reference}."
+             f"{a.allocation.reference}, is the first code in the allocation file, so the sign of the difference "
+             "means nothing until unblinding)") if a.allocation.blinded else \
+        (f"Unblinded: arms {', '.join(a.allocation.arms)}; control (reference) arm {a.allocation.reference}, as named "
+         "by the allocation file's role column or --control (never guessed from arm names).")
     n_sessions = len(summary.table)
     status_counts = summary.table["status"].value_counts().to_dict() if n_sessions else {}
 
@@ -200,7 +204,10 @@ def write_report(analysis: TrialAnalysis, summary: SummaryResult, out_dir: str |
              "<p class='muted'>adjusted_difference = treatment minus reference at equal baseline; "
              "slopes_homogeneity = F test of the arm × baseline interaction (p &lt; 0.05 questions the common slope); "
              "shapiro = Shapiro-Wilk test of the residuals.</p>",
+             "<p><b>Primary outcome: CPM_abs.</b> Every other row is a <b>secondary</b> outcome; their p-values are "
+             "<b>unadjusted</b> for multiple comparisons and are descriptive, not confirmatory.</p>",
              _table(_main_results(results)),
+             f"<p>{html.escape(COMPLETE_CASE)}</p>", _table(a.complete_case),
              "<h3>Assumption checks</h3>", _table(_checks(results)), _assumption_notes(a),
              fidelity_html,  # protocol fidelity (analysis/fidelity.py)
              _img_embedded(study_png, "baseline vs post CPM per participant and CPM change by arm"),
@@ -211,10 +218,20 @@ def write_report(analysis: TrialAnalysis, summary: SummaryResult, out_dir: str |
         parts.append(_table(r.model_table.drop(columns=["outcome"], errors="ignore")))
     if a.skipped:
         parts.append("<p class='warn'>Not fitted: " + html.escape("; ".join(a.skipped)) + "</p>")
-    parts += [f"<h2>Reactivated CPM {SIGN_TAG}</h2>",
-              "<p class='muted'>Participants without inhibition at baseline (category none or facilitation) who show "
-              "inhibition at the post visit; category threshold from each session's protocol "
-              "(analysis.cpm_threshold_abs).</p>", _table(a.reactivation),
+    if a.category_threshold is not None:
+        thr_text = (f"Inhibition = CPM_abs above +{a.category_threshold:.2f} rating points, facilitation = below "
+                    f"-{a.category_threshold:.2f}, else none; threshold: {a.category_threshold_source}. A CPM inside "
+                    "±SRD95 cannot be told from measurement error.")
+    else:
+        thr_text = "Not reported: no threshold justified by measurement error is available (see warnings)."
+    parts += [f"<h2>CPM categories and reactivated CPM (secondary) {SIGN_TAG}</h2>",
+              f"<p class='muted'>{html.escape(thr_text)} Reactivated = no inhibition at baseline (none or "
+              "facilitation) and inhibition at the post visit.</p>", _table(a.reactivation),
+              "<h3>Arm comparison of the categories (Fisher exact test, unadjusted p)</h3>", _table(a.category_tests),
+              f"<p class='warn'>{html.escape(REGRESSION_TO_THE_MEAN)}</p>",
+              "<h2>HADS bands (secondary)</h2>",
+              "<p class='muted'>Participants per band (normal 0-7, borderline 8-10, abnormal 11-21; a score between "
+              "two bands goes to the lower).</p>", _table(a.hads_bands),
               f"<h2>Reliability {SIGN_TAG}</h2>",
               f"<p class='muted'>Test-retest between {html.escape(a.baseline_visit)} and {html.escape(a.post_visit)}, "
               f"sample: {html.escape(a.retest_sample)}. ICC(3,1) = two-way mixed, consistency, single measurement "

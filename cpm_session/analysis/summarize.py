@@ -22,9 +22,10 @@ from typing import Any
 
 import pandas as pd
 
-from cpm_session.analysis.constants import DEFAULT_CPM_THRESHOLD_ABS, SIGN_TAG
+from cpm_session.analysis.constants import DEFAULT_CPM_PCT_MIN_TS_PRE, DEFAULT_CPM_THRESHOLD_ABS, SIGN_TAG
 from cpm_session.analysis.fidelity import summary_columns as fidelity_summary_columns
 from cpm_session.errors import CpmError, SessionError
+from cpm_session.record import derive
 from cpm_session.record.folder import file_sha256, iter_session_dirs, read_events, set_path
 from cpm_session.resources import resource_dir
 
@@ -33,7 +34,7 @@ BASE_COLUMNS = [
     "protocol_sha256", "ts_modality", "ts_intensity", "ts_unit", "pain60_c", "ppt_kpa",
 ]
 RESULT_COLUMNS = [
-    "ts_pre", "ts_post", "cpm_abs", "cpm_pct", "cpm_sign", "cpm_category", "cpm_threshold_abs", "cpm_threshold_source",
+    "ts_pre", "ts_post", "cpm_abs", "cpm_pct", "cpm_pct_note", "cpm_pct_min_ts_pre", "cpm_srd95_abs", "cpm_sign", "cpm_category", "cpm_threshold_abs", "cpm_threshold_source",
     "cs_rating_30s", "cs_rating_flag", "bath_mean_c", "bath_min_c", "bath_max_c", "bath_n", "withdrawal_s",
     "early_withdrawal",
 ]
@@ -56,6 +57,7 @@ CPM_SIGN = "TS_pre - TS_post " + SIGN_TAG
 RESUME_EVENTS = ("resume_session", "session_resumed")
 """Events that mark a session continued after an interruption (besides the header's `resumed_from`)."""
 FLOAT_COLUMNS = ("ts_intensity", "pain60_c", "ppt_kpa", "ts_pre", "ts_post", "cpm_abs", "cpm_pct", "cpm_threshold_abs",
+                 "cpm_pct_min_ts_pre", "cpm_srd95_abs",
                  "cs_rating_30s", "bath_mean_c", "bath_min_c", "bath_max_c", "withdrawal_s")
 
 
@@ -67,15 +69,36 @@ class SummaryResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def cpm_category(cpm_abs: float | None, threshold_abs: float) -> str | None:
-    """Return "inhibition" if CPM_abs > +threshold, "facilitation" if < -threshold, else "none" (None if unknown)."""
-    if cpm_abs is None or _nan(cpm_abs):
-        return None
-    if cpm_abs > threshold_abs:
-        return "inhibition"
-    if cpm_abs < -threshold_abs:
-        return "facilitation"
-    return "none"
+def cpm_pct_value(cpm_abs: float | None, ts_pre: float | None, min_ts_pre: float) -> tuple[float | None, str]:
+    """Return (CPM_pct, note) as record.derive computes it (None with a note below the TS_pre floor)."""
+    if cpm_abs is None or ts_pre is None:
+        return None, "TS_pre or TS_post missing"
+    r = derive.cpm_values(ts_pre, ts_pre - cpm_abs, 0.0, min_ts_pre)
+    return r["cpm_pct"], r["cpm_pct_note"]
+
+
+def _analysis_key(header: dict[str, Any], start_fields: dict[str, Any], protocol: str | None,
+                  protocol_sha256: str | None, protocols: ProtocolCache, key: str) -> float | None:
+    """Return `analysis.<key>` recorded in the session (results, header or a protocol snapshot), else from
+    the recorded protocol file, else None."""
+    for src in (header.get("results") or {}, header, start_fields):
+        if isinstance(src, dict):
+            v = _num(src.get(key))
+            if v is not None:
+                return v
+    for src in (header, start_fields):
+        for k in ("protocol_data", "protocol_snapshot", "protocol_settings"):
+            snap = src.get(k)
+            if isinstance(snap, str):
+                try:
+                    snap = tomllib.loads(snap)
+                except tomllib.TOMLDecodeError:
+                    snap = None
+            if isinstance(snap, dict):
+                v = _num((snap.get("analysis") or {}).get(key))
+                if v is not None:
+                    return v
+    return protocols.analysis_value(protocol, protocol_sha256, key)
 
 
 def _nan(x: Any) -> bool:
@@ -93,11 +116,6 @@ def _num(x: Any) -> float | None:
     return None if math.isnan(v) else v
 
 
-def _mean(values: list[float | None]) -> float | None:
-    ok = [v for v in values if v is not None]
-    return sum(ok) / len(ok) if ok else None
-
-
 def _fields(ev: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in ev.items() if k not in META_KEYS}
 
@@ -110,11 +128,21 @@ def set_dotted(obj: dict[str, Any], path: str, value: Any) -> None:
 
 # ---------------------------------------------------------------------------------------------- protocol threshold
 class ProtocolCache:
-    """Read `analysis.cpm_threshold_abs` from protocol files once per (path, sha256)."""
+    """Read `analysis.cpm_threshold_abs` (and the other `[analysis]` keys) from protocol files once per (path, sha256)."""
 
     def __init__(self, search_dirs: list[Path]) -> None:
         self.search_dirs = search_dirs
         self._cache: dict[tuple[str, str], tuple[float | None, str | None]] = {}
+        self._analysis: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def analysis_value(self, protocol_path: str | None, sha256: str | None, key: str) -> float | None:
+        """Return the number `analysis.<key>` of the recorded protocol file (None if absent or unreadable)."""
+        if not protocol_path:
+            return None
+        k = (protocol_path, sha256 or "")
+        if k not in self._analysis:
+            self.threshold(protocol_path, sha256)
+        return _num(self._analysis.get(k, {}).get(key))
 
     def threshold(self, protocol_path: str | None, sha256: str | None) -> tuple[float | None, str | None]:
         """Return (threshold, problem) for the recorded protocol; threshold None if the file is not found."""
@@ -132,6 +160,9 @@ class ProtocolCache:
             if c.is_file():
                 try:
                     data = tomllib.loads(c.read_text(encoding="utf-8"))
+                    block = data.get("analysis")
+                    if isinstance(block, dict):
+                        self._analysis[(protocol_path, sha256 or "")] = block
                     thr = float(data["analysis"]["cpm_threshold_abs"])
                 except (OSError, ValueError, KeyError, TypeError, tomllib.TOMLDecodeError) as e:
                     return None, f"protocol file {c} has no readable analysis.cpm_threshold_abs ({e})"
@@ -375,18 +406,24 @@ def read_session(path: Path, protocols: ProtocolCache,
     # TS and CPM, recomputed from the (possibly amended) rating lists
     pre = [_num(x) for x in (results.get("ts_pre_ratings") or [])]
     post = [_num(x) for x in (results.get("ts_post_ratings") or [])]
-    ts_pre = _num(results.get("ts_pre")) if "results.ts_pre" in amended_paths else _mean(pre)
-    ts_post = _num(results.get("ts_post")) if "results.ts_post" in amended_paths else _mean(post)
+    ts_pre = _num(results.get("ts_pre")) if "results.ts_pre" in amended_paths else derive.ts_mean(pre)
+    ts_post = _num(results.get("ts_post")) if "results.ts_post" in amended_paths else derive.ts_mean(post)
     if ts_pre is None and not pre:
         ts_pre = _num(results.get("ts_pre"))
     if ts_post is None and not post:
         ts_post = _num(results.get("ts_post"))
-    cpm_abs = ts_pre - ts_post if ts_pre is not None and ts_post is not None else None
-    cpm_pct = cpm_abs / ts_pre * 100.0 if cpm_abs is not None and ts_pre not in (None, 0.0) else None
+    cpm_abs = derive.cpm_values(ts_pre, ts_post, 0.0)["cpm_abs"]
 
     thr, thr_source, problems = cpm_threshold(header, start_fields, rec.get("protocol"), rec.get("protocol_sha256"),
                                               protocols)
     warns.extend(f"{path}: {p}" for p in problems)
+    pct_floor = _analysis_key(header, start_fields, rec.get("protocol"), rec.get("protocol_sha256"), protocols,
+                              "cpm_pct_min_ts_pre")
+    if pct_floor is None:
+        pct_floor = DEFAULT_CPM_PCT_MIN_TS_PRE
+    cpm_pct, cpm_pct_note = cpm_pct_value(cpm_abs, ts_pre, pct_floor)
+    srd95 = _analysis_key(header, start_fields, rec.get("protocol"), rec.get("protocol_sha256"), protocols,
+                          "cpm_srd95_abs")
 
     # cold pressor window
     # the last immersion (a resumed session may have an interrupted one before it) and its end
@@ -439,8 +476,9 @@ def read_session(path: Path, protocols: ProtocolCache,
     for i, v in enumerate(post, 1):
         row[f"ts_post_{i}"] = v
     row.update({
-        "ts_pre": ts_pre, "ts_post": ts_post, "cpm_abs": cpm_abs, "cpm_pct": cpm_pct,
-        "cpm_sign": CPM_SIGN, "cpm_category": cpm_category(cpm_abs, thr), "cpm_threshold_abs": thr, "cpm_threshold_source": thr_source,
+        "ts_pre": ts_pre, "ts_post": ts_post, "cpm_abs": cpm_abs, "cpm_pct": cpm_pct, "cpm_pct_note": cpm_pct_note,
+        "cpm_pct_min_ts_pre": pct_floor, "cpm_srd95_abs": srd95,
+        "cpm_sign": CPM_SIGN, "cpm_category": derive.cpm_category(cpm_abs, thr), "cpm_threshold_abs": thr, "cpm_threshold_source": thr_source,
         "cs_rating_30s": cs30, "cs_rating_flag": results.get("cs_rating_flag") or ("missing" if cs30 is None else ""),
         "bath_mean_c": bath[0], "bath_min_c": bath[1], "bath_max_c": bath[2], "bath_n": bath[3],
         "withdrawal_s": withdrawal, "early_withdrawal": withdrawal is not None,

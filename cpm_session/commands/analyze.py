@@ -13,6 +13,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data_dir", metavar="DATA_DIR", help="folder holding <participant>/<visit>-<stamp>/ session folders")
     p.add_argument("--allocation", required=True, metavar="FILE",
                    help="CSV participant,arm (unblinded) or participant,code (blinded)")
+    p.add_argument("--control", metavar="ARM",
+                   help="the control (reference) arm; needed unless the allocation file has a role column "
+                        "(cpm-session randomize writes one). Never guessed from arm names")
     p.add_argument("--blinded", action="store_true", help="show arms as A/B even if the file names them")
     p.add_argument("--report", metavar="DIR", help="write report.html, tables/*.csv and figures/ into DIR")
     p.add_argument("--session-plots", choices=["all", "flagged", "none"], default="flagged",
@@ -28,11 +31,12 @@ def run(args: argparse.Namespace) -> int:
     from cpm_session.analysis.trial import analyze_trial, read_allocation
 
     summary = summarize(args.data_dir)
-    alloc = read_allocation(args.allocation, blinded=args.blinded)
+    alloc = read_allocation(args.allocation, blinded=args.blinded, control=args.control)
     res = analyze_trial(summary.table, alloc, baseline_visit=args.baseline_visit, post_visit=args.post_visit)
     for w in summary.warnings + res.skipped:
         print(f"warning: {w}", file=sys.stderr)
-    print(f"{'BLINDED, arms shown as ' if alloc.blinded else 'arms '}{', '.join(alloc.arms)}; reference {alloc.reference}")
+    print(f"{'BLINDED, arms shown as ' if alloc.blinded else 'arms '}{', '.join(alloc.arms)}; reference {alloc.reference}"
+          + (" (control arm)" if alloc.reference_source == "control" else " (first code; sign arbitrary while blinded)"))
     pct = int(round(CI_LEVEL * 100))
     print(f"{'outcome':<52} {'comparison':<24} {'n':>3} {'adj.diff':>9} {pct}% CI{'':<12} {'p':>8}")
     for r in res.ancova:

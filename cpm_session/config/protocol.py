@@ -165,7 +165,14 @@ class Ratings(_Strict):
 
 
 class Analysis(_Strict):
-    cpm_threshold_abs: float = Field(ge=0)
+    cpm_threshold_abs: float = Field(ge=0, le=100, allow_inf_nan=False)
+    # CPM_pct = CPM_abs / TS_pre * 100 is null (with a note) when TS_pre is below this floor (rating points):
+    # a barely painful test stimulus makes the percentage meaningless (TS_pre 0.5, TS_post 3 would be -500 %).
+    cpm_pct_min_ts_pre: float = Field(default=10.0, ge=0, le=100, allow_inf_nan=False)
+    # Smallest real difference (SRD95 = 1.96 * sqrt(2) * SEM, rating points) of CPM_abs measured in a
+    # test-retest study. The trial analysis counts inhibition / reactivation only beyond it; without it the
+    # analysis estimates the SRD95 from the trial's own control arm (and says so).
+    cpm_srd95_abs: float | None = Field(default=None, gt=0, le=100, allow_inf_nan=False)
 
 
 class Fidelity(_Strict):

@@ -64,7 +64,8 @@ def cpm_values(ts_pre: float | None, ts_post: float | None, threshold_abs: float
     if pre == 0:
         cpm_pct, note = None, "undefined: TS_pre is 0"
     elif pre < pct_min_ts_pre:
-        cpm_pct, note = None, f"not computed: TS_pre {pre:g} below the protocol's floor {pct_min_ts_pre:g}"
+        cpm_pct, note = None, (f"undefined: TS_pre {pre:g} is below the floor {pct_min_ts_pre:g} "
+                               "(analysis.cpm_pct_min_ts_pre)")
     else:
         cpm_pct = round(cpm_abs / pre * 100.0, 4)
     category = cpm_category(cpm_abs, threshold_abs)

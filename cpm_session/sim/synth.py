@@ -18,6 +18,7 @@ import numpy as np
 
 from cpm_session import __version__
 from cpm_session.clock import VirtualClock
+from cpm_session.record import derive
 from cpm_session.record.folder import SessionFolder, file_sha256
 from cpm_session.resources import DEFAULT_PROTOCOL, resolve
 
@@ -183,15 +184,10 @@ def write_session(data_dir: str | Path, participant: str, visit: str, *, truth: 
         for name, block in q.items():
             log.append("questionnaire", name=name, **block)
 
-    vp = [x for x in pre if x is not None]
-    ts_pre = float(np.mean(vp)) if vp else None
-    ts_post = float(np.mean([x for x in post if x is not None]))
-    cpm = None if ts_pre is None else ts_pre - ts_post
+    ts_pre, ts_post = derive.ts_mean(pre), derive.ts_mean(post)
     res = {"ts_modality": "thermal", "ts_intensity": pain60, "ts_unit": "C", "pain60_c": pain60,
            "ts_pre_ratings": pre, "ts_post_ratings": post, "ts_pre": ts_pre, "ts_post": ts_post,
-           "cpm_abs": cpm, "cpm_pct": (cpm / ts_pre * 100.0) if cpm is not None and ts_pre else None,
-           "cpm_category": None if cpm is None else
-           ("inhibition" if cpm > THRESHOLD_ABS else "facilitation" if cpm < -THRESHOLD_ABS else "none"),
+           **derive.cpm_values(ts_pre, ts_post, THRESHOLD_ABS),
            "cs_rating_30s": cs, "cs_rating_flag": "early_withdrawal" if cs is None else "",
            "withdrawal_s": withdrawal}
     log.append("results", **res)

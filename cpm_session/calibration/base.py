@@ -92,7 +92,7 @@ class Settings:
     step_c: float = 1.0
     max_step_up_c: float = 3.0
     stop_rating: float = 70.0
-    max_stimuli: int = 14
+    max_stimuli: int = 10
     ci_halfwidth_c: float = 0.5
     verify_n: int = 2
     tolerance: float = 10.0

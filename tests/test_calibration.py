@@ -7,54 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cpm_session.calibration import AscendingSeries, Staircase, fit_target, refine
+from cpm_session.calibration import fit_target, refine
 from cpm_session.config.protocol import load_protocol
 from cpm_session.sim.participant import ParticipantTruth
 from tests.conftest import THERMAL
 from tests.helpers import events, of, simulate
 
 FIT = {"min_slope": 3.0, "min_r2": 0.6, "lo_c": 36.0, "hi_c": 49.0}
-
-
-def test_ascending_series_steps_and_stops_at_stop_rating() -> None:
-    s = AscendingSeries(40.0, 1.0, 70.0, 49.0)
-    seen = []
-    for rating in [0, 5, 20, 45, 72, 99]:
-        t = s.next_c()
-        assert t is not None
-        seen.append(t)
-        s.add(t, rating)
-        if rating >= 70:
-            break
-    assert seen == [40.0, 41.0, 42.0, 43.0, 44.0] and s.next_c() is None
-
-
-def test_ascending_series_ends_exactly_at_cap() -> None:
-    s = AscendingSeries(46.5, 1.0, 70.0, 49.0)
-    temps = []
-    while (t := s.next_c()) is not None:
-        temps.append(t)
-        s.add(t, 10.0)
-    assert temps == [46.5, 47.5, 48.5, 49.0] and s.reached_cap and max(temps) <= 49.0
-
-
-def test_missing_ratings_move_the_series_on_and_stop_it() -> None:
-    s = AscendingSeries(40.0, 1.0, 70.0, 49.0)
-    for _ in range(3):
-        t = s.next_c()
-        assert t is not None
-        s.add(t, None)
-    assert s.next_c() is None and s.missed == [40.0, 41.0, 42.0]
-
-
-def test_staircase_converges_and_respects_cap() -> None:
-    truth = ParticipantTruth(pain60_c=45.0, noise_sd=0.0)
-    sc = Staircase(43.0, 1.0, 60.0, 49.0, 14)
-    while (t := sc.next_c()) is not None:
-        assert t <= 49.0
-        sc.add(t, truth.expected_heat(t))
-    fit = fit_target(sc.points, 60.0, **FIT)
-    assert fit.target_c == pytest.approx(45.0, abs=0.3) and sc.reversals >= 2
 
 
 def test_fit_recovers_known_line() -> None:

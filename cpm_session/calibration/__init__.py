@@ -6,13 +6,10 @@
     res = proc.result()                              # res.outcome ok | not_reached | failed, res.ts_c, res.as_dict()
 
 Methods: "bayes" (default; `bayes.py`), "ascending" and "staircase" (`classic.py`); the shared rules and
-the verification are in `base.py`. `legacy.py` keeps the pre-issue-15 classes the engine drives until the
-session layer is wired to the interface above (`make_procedure(method, start_c=..., ...)`, old keywords).
+the verification are in `base.py`; the least-squares fit and the refinement step are in `fit.py`.
 """
 
 from __future__ import annotations
-
-from typing import overload
 
 import numpy as np
 
@@ -27,50 +24,26 @@ from cpm_session.calibration.base import (
 )
 from cpm_session.calibration.bayes import BayesProcedure
 from cpm_session.calibration.classic import AscendingProcedure, StaircaseProcedure
-from cpm_session.calibration.legacy import AscendingSeries, Fit, Staircase, fit_target, refine
+from cpm_session.calibration.fit import Fit, fit_target, refine
 
 METHODS: dict[str, type[ProcedureBase]] = {
     "bayes": BayesProcedure, "ascending": AscendingProcedure, "staircase": StaircaseProcedure,
 }
 
 __all__ = [
-    "MAX_MISSED", "METHODS", "AscendingProcedure", "AscendingSeries", "BayesProcedure", "CalibrationResult",
-    "CalibrationSettings", "Fit", "ProcedureBase", "Settings", "Staircase", "StaircaseProcedure", "Step",
+    "MAX_MISSED", "METHODS", "AscendingProcedure", "BayesProcedure", "CalibrationResult",
+    "CalibrationSettings", "Fit", "ProcedureBase", "Settings", "StaircaseProcedure", "Step",
     "Verification", "fit_target", "make_procedure", "refine",
 ]
 
 
-@overload
 def make_procedure(method: str, cfg: CalibrationSettings, *, cap_c: float,
-                   available_targets_c: list[float] | None = None,
-                   rng: np.random.Generator | None = None) -> ProcedureBase: ...
-
-
-@overload
-def make_procedure(method: str, cfg: None = None, *, cap_c: float, start_c: float, step_c: float,
-                   stop_rating: float, target: float, trials: int) -> AscendingSeries | Staircase: ...
-
-
-def make_procedure(method: str, cfg: CalibrationSettings | None = None, *, cap_c: float,
-                   available_targets_c: list[float] | None = None, rng: np.random.Generator | None = None,
-                   start_c: float | None = None, step_c: float | None = None, stop_rating: float | None = None,
-                   target: float | None = None, trials: int | None = None) -> ProcedureBase | AscendingSeries | Staircase:
+                   available_targets_c: list[float] | None = None, rng: np.random.Generator | None = None) -> ProcedureBase:
     """Return the calibration procedure `method` ("bayes" | "ascending" | "staircase") for `cfg`.
 
     `cap_c`: the thermode cap of this visit; `available_targets_c`: the temperatures the thermode can
-    deliver (a Medoc program grid) or None for any; `rng`: the randomness of the stimulus order.
-    Without `cfg` (old keyword form, used by engine.py until it is wired) return the legacy series;
-    "bayes" then falls back to the legacy ascending series.
-    """
-    if cfg is not None:
-        cls = METHODS.get(method)
-        if cls is None:
-            raise ValueError(f"unknown calibration method {method!r}; expected one of {sorted(METHODS)}")
-        return cls(cfg, cap_c=cap_c, available_targets_c=available_targets_c, rng=rng)
-    if start_c is None or step_c is None or stop_rating is None or target is None or trials is None:
-        raise ValueError("make_procedure: give a calibration settings object (cfg)")
-    if method in ("ascending", "bayes"):
-        return AscendingSeries(start_c, step_c, stop_rating, cap_c)
-    if method == "staircase":
-        return Staircase(start_c, step_c, target, cap_c, trials)
-    raise ValueError(f"unknown calibration method {method!r}")
+    deliver (a Medoc program grid) or None for any; `rng`: the randomness of the stimulus order."""
+    cls = METHODS.get(method)
+    if cls is None:
+        raise ValueError(f"unknown calibration method {method!r}; expected one of {sorted(METHODS)}")
+    return cls(cfg, cap_c=cap_c, available_targets_c=available_targets_c, rng=rng)

@@ -371,7 +371,7 @@ class ProcedureBase:
         return None
 
     def _fit_summary(self) -> dict[str, Any] | None:
-        from cpm_session.calibration.legacy import fit_target
+        from cpm_session.calibration.fit import fit_target
 
         if len({t for t, _ in self.points}) < 2:
             return None

@@ -1,6 +1,6 @@
 """The ascending series and the up-down staircase, on the shared interface and rules (base.py).
 
-Both fit rating on temperature (`legacy.fit_target`, least squares on the rising part of the curve) to
+Both fit rating on temperature (`fit.fit_target`, least squares on the rising part of the curve) to
 predict the temperature rated `target_rating` and verify it with `verify_n` stimuli; when the verification
 mean is off, the line is refitted on every rating so far (or, if that does not move it, stepped by the
 fitted slope: `legacy.refine`) and the new temperature verified, never above the ceiling or the cap.
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from cpm_session.calibration.base import EPS, ProcedureBase, Verification, on_grid
-from cpm_session.calibration.legacy import fit_target, refine
+from cpm_session.calibration.fit import fit_target, refine
 
 
 class _FitThenVerify(ProcedureBase):

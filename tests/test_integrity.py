@@ -144,6 +144,8 @@ def _copy(src: Path, tmp: Path) -> Path:
     if dst.parent.parent.exists():
         shutil.rmtree(dst.parent.parent)
     shutil.copytree(src, dst)
+    if (src.parent.parent / "ledger.jsonl").is_file():  # the data folder's ledger anchors the session's log
+        shutil.copy2(src.parent.parent / "ledger.jsonl", dst.parent.parent / "ledger.jsonl")
     return dst
 
 

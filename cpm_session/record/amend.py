@@ -171,4 +171,8 @@ def _amend_locked(session_dir: Path, field: str, new_value: Any, reason: str, op
     except OSError as e:
         raise SessionError(f"amendment logged but {session_dir / 'session.json'} could not be rewritten "
                            f"({e.strerror or e}); run the amendment's header refresh again") from e
+    from cpm_session.record.ledger import anchor
+
+    anchor(session_dir.parent.parent, f"{session_dir.parent.name}/{session_dir.name}", log.prev, log.seq,
+           "amendment")
     return rec

@@ -475,14 +475,16 @@ def _check_tables(path: Path, events: list[dict[str, Any]], closed: bool, result
     if last is None:
         return
     seq, tables = last
-    final = closed and events and next((ev for ev in reversed(events) if ev.get("event") == "session_end"), {}) \
-        .get("seq") == seq
+    end: dict[str, Any] = next((ev for ev in reversed(events) if ev.get("event") == "session_end"), {})
+    final = bool(closed and end.get("seq") == seq)
     for name, rec in tables.items():
         if name not in ("ratings.csv", "devices.csv") or not isinstance(rec, dict):
             continue
         n, h = rec.get("bytes"), rec.get("sha256")
         if not isinstance(n, int) or not isinstance(h, str):
             continue
+        if any(p.startswith(name) for p in result.problems):
+            continue  # already explained row by row
         try:
             with open(path / name, "rb") as f:
                 data = f.read(n + 1) if not final else f.read()

@@ -99,6 +99,11 @@ def check_numbers(args: argparse.Namespace) -> None:
         lo, hi = SIM_TRUTH_BOUNDS[key]
         if not (math.isfinite(x) and lo <= x <= hi):
             raise CpmError(f"--sim-truth {key}={val}: expected a finite number in [{lo:g}, {hi:g}]")
+    for name in ("data", "data_dir", "out_dir", "output", "session_dir"):
+        v = getattr(args, name, None)
+        if isinstance(v, str) and not v.strip():
+            raise CpmError(f"{name.replace('_', '-')} is empty: give a folder or file name (an empty name would "
+                           f"mean the working directory)")
     op = getattr(args, "operator", None)
     if isinstance(op, str) and op.strip():
         from cpm_session.ids import validate_operator

@@ -230,11 +230,31 @@ def _as_rating(ev: dict[str, Any]) -> dict[str, Any]:
             "intensity": ev.get("kpa", ev.get("intensity"))}
 
 
-def _check_ratings(path: Path, events: list[dict[str, Any]], live: bool, result: VerifyResult) -> None:
+def read_table_bytes(path: Path, result: VerifyResult) -> bytes | None:
+    """Return a CSV table's bytes without a torn last row (no final newline: a write cut short by a kill or a
+    full disk, noted, and cut by `resume` before anything else is written); None if unreadable."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        data = path.read_bytes()
+    except OSError as e:
+        result.problems.append(f"{path.name} cannot be read: {e.strerror or e}")
+        return None
+    if data and not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1
+        result.notes.append(f"{path.name}: torn last row of {len(data) - keep} bytes (a write cut short by a kill "
+                            f"or a full disk); `cpm-session resume` cuts it")
+        data = data[:keep]
+    return data
+
+
+def _check_ratings(path: Path, events: list[dict[str, Any]], live: bool, result: VerifyResult) -> None:
+    import io
+
+    data = read_table_bytes(path, result)
+    if data is None:
+        return
+    try:
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
+    except (UnicodeDecodeError, csv.Error) as e:
         result.problems.append(f"ratings.csv cannot be read: {e}")
         return
     rating_events = [_as_rating(ev) for ev in events if ev.get("event") in RATING_SOURCE_EVENTS]
@@ -485,14 +505,13 @@ def _check_tables(path: Path, events: list[dict[str, Any]], closed: bool, result
             continue
         if any(p.startswith(name) for p in result.problems):
             continue  # already explained row by row
-        try:
-            with open(path / name, "rb") as f:
-                data = f.read(n + 1) if not final else f.read()
-        except OSError as e:
-            result.problems.append(f"{name} cannot be read: {e.strerror or e}")
-            continue
         import hashlib
 
+        scratch = VerifyResult(path, "session")
+        data = read_table_bytes(path / name, scratch)
+        if data is None:
+            result.problems.extend(scratch.problems)
+            continue
         if len(data) < n:
             result.problems.append(f"{name} has {len(data)} bytes but the log (seq {seq}) recorded {n} "
                                    f"({rec.get('rows')} rows): rows were deleted or the table was truncated")

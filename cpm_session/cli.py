@@ -30,7 +30,7 @@ COMMAND_MODULES = [
 
 MAX_SEED = 2**32 - 1
 ARG_BOUNDS: dict[str, tuple[float, float, bool]] = {
-    "speed": (0.0, 1000.0, False),
+    "speed": (0.01, 10_000.0, True),
     "seed": (0, MAX_SEED, True),
     "n": (1, 100_000, True),
     "block_size": (2, 1000, True),
@@ -105,7 +105,7 @@ def check_numbers(args: argparse.Namespace) -> None:
             raise CpmError(f"{name.replace('_', '-')} is empty: give a folder or file name (an empty name would "
                            f"mean the working directory)")
     op = getattr(args, "operator", None)
-    if isinstance(op, str) and op.strip():
+    if isinstance(op, str):
         from cpm_session.ids import validate_operator
 
         validate_operator(op)
@@ -163,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"cpm-session {command}: interrupted", file=sys.stderr)
         return 130
+    except RecursionError as e:
+        log = _log_details(command, argv, e)
+        print(f"cpm-session {command}: error: an input is nested far too deeply to be a cpm-session file or value; "
+              f"details in {log}", file=sys.stderr)
+        return 2
     except MemoryError as e:
         log = _log_details(command, argv, e)
         print(f"cpm-session {command}: error: out of memory (an input far too large?); details in {log}",

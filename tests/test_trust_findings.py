@@ -338,10 +338,8 @@ def test_f8_sourcedata_copies_only_the_session_files(data: Path, tmp_path: Path)
 
 def test_f8_a_failed_export_leaves_no_half_written_folder(data: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from cpm_session.export import ExportError
+    from cpm_session.export import ExportError, bids
     from cpm_session.export.bids import export_bids
-
-    from cpm_session.export import bids
 
     calls = []
 
@@ -631,13 +629,13 @@ def test_f16_a_station_cap_at_or_below_neutral_is_refused(tmp_path: Path, capsys
 
 
 def test_f17_a_clock_set_back_gives_a_refused_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cpm_session.clock import VirtualClock
     from cpm_session.config.protocol import load_protocol
     from cpm_session.config.station import load_station
     from cpm_session.record import folder
     from cpm_session.session import load_for_resume
     from cpm_session.session.resume import resume as _unused  # noqa: F401
     from cpm_session.sim.world import resume_visit, run_visit
-    from cpm_session.clock import VirtualClock
     from cpm_session.ui.headless import HeadlessUI
 
     ahead = dt.datetime.now(dt.UTC) + dt.timedelta(hours=30)

@@ -47,7 +47,16 @@ def run(args: argparse.Namespace) -> int:
     summary = summarize(args.data_dir)
     summary.table, screened = screen_table(summary.table, include_unverified=args.include_unverified)
     summary.warnings[:0] = screened  # the report's warnings table lists them first
+    from cpm_session.ids import has_control_chars
+    from cpm_session.record.outputs import check_input_file
+
+    check_input_file(args.allocation, what="--allocation")
     alloc = read_allocation(args.allocation, blinded=args.blinded)
+    if len(alloc.arms) < 2:
+        raise SessionError(f"--allocation {args.allocation}: {len(alloc.arms)} arm(s) {alloc.arms}; an ANCOVA by arm "
+                           "needs at least two")
+    if any(has_control_chars(str(a)) for a in alloc.arms):
+        raise SessionError(f"--allocation {args.allocation}: arm names hold control characters")
     res = analyze_trial(summary.table, alloc, baseline_visit=args.baseline_visit, post_visit=args.post_visit)
     for line in screened:
         print(line)

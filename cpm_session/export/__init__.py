@@ -87,10 +87,14 @@ class Study:
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
+    """Return a table's rows ([] when it cannot be read; verification reports why)."""
+    if not path.is_file() or path.is_symlink():
         return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return [dict(r) for r in csv.DictReader(f)]
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return [dict(r) for r in csv.DictReader(f)]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
 
 
 def amendment_text(amendments: list[dict[str, Any]]) -> str:
@@ -134,8 +138,11 @@ def load_session(path: Path) -> SessionData:
     report = verify_session_report(path)
     try:
         original = json.loads((path / "session.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ExportError(f"{path}: session.json cannot be read ({e})") from e
+    except (OSError, ValueError, RecursionError) as e:
+        original = {}
+        report.problems.append(f"session.json cannot be read ({str(e)[:200]})") if not report.problems else None
+    if not isinstance(original, dict):
+        original = {}
     events: list[dict[str, Any]] = []
     if (path / "events.jsonl").is_file():
         try:

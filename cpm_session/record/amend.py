@@ -91,6 +91,8 @@ def parse_cli_value(text: str, old: Any) -> Any:
         value = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError:
         return text
+    except RecursionError:
+        raise IntegrityError("value: nested far too deeply to be a header value") from None
     except ValueError as e:
         raise IntegrityError(f"value {text[:60]!r}: {e}; give a finite number") from None
     if not _all_finite(value):

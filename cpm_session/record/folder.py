@@ -116,9 +116,12 @@ def read_events(path: str | Path) -> tuple[list[dict[str, Any]], str | None]:
     events = []
     for i, line in enumerate(lines, start=1):
         try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise SessionError(f"{path}: line {i} is not valid JSON ({e})") from e
+            ev = json.loads(line)
+        except (ValueError, RecursionError) as e:  # JSON, encoding, nesting
+            raise SessionError(f"{path}: line {i} is not valid JSON ({str(e)[:200]})") from None
+        if not isinstance(ev, dict):
+            raise SessionError(f"{path}: line {i} is not a JSON object")
+        events.append(ev)
     return events, problem
 
 

@@ -104,7 +104,7 @@ def check_chain(path: Path, *, name: str | None = None) -> tuple[list[dict[str, 
             ev = json.loads(line)
             if not isinstance(ev, dict):
                 raise ValueError("not a JSON object")
-        except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as e:
+        except (ValueError, RecursionError) as e:  # JSON, encoding, nesting, not an object
             bad_json += 1
             if first_break is None:
                 first_break = f"{name} line {no}: not a valid JSON object ({e}); the line was changed or damaged"
@@ -166,8 +166,8 @@ def check_seq(events: list[dict[str, Any]], *, name: str) -> list[str]:
 def _read_header(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     try:
         header = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        return None, f"session.json cannot be read: {e}"
+    except (OSError, ValueError, RecursionError) as e:
+        return None, f"session.json cannot be read: {str(e)[:200]}"
     if not isinstance(header, dict):
         return None, "session.json is not a JSON object"
     return header, None

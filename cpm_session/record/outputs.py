@@ -43,7 +43,27 @@ def check_output_file(path: str | Path, *, force: bool = False, what: str = "out
     if holder is not None:
         raise OutputError(f"{what} {p} is inside the session or participant folder {holder}; write it elsewhere")
     if p.exists() and not force:
-        raise OutputError(f"{what} {p} exists; refusing to overwrite it (use --force to replace it)")
+        raise OutputError(f"{what} {p} exists; an output is never overwritten without --force")
+    return p
+
+
+MAX_INPUT_BYTES = 20_000_000
+"""An allocation list or other table given on the command line: a regular file of at most 20 MB."""
+
+
+def check_input_file(path: str | Path, *, what: str = "input", max_bytes: int = MAX_INPUT_BYTES) -> Path:
+    """Return `path` if it is a regular file of at most `max_bytes` (never a device, pipe or folder)."""
+    import stat
+
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except OSError as e:
+        raise OutputError(f"{what} {p} cannot be read: {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise OutputError(f"{what} {p} is not a regular file (a device, folder or pipe is never an input file)")
+    if st.st_size > max_bytes:
+        raise OutputError(f"{what} {p} has {st.st_size} bytes, more than the {max_bytes} allowed")
     return p
 
 

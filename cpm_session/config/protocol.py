@@ -271,6 +271,8 @@ def load_protocol(path: str | Path) -> Protocol:
         data, sha = read_toml(p)
     except ConfigReadError as e:
         raise ProtocolFileError(str(p), "<file>", "a readable file (UTF-8 TOML, at most 1 MB)", str(e)) from None
+    except RecursionError:
+        raise ProtocolFileError(str(p), "<file>", "a protocol file", "TOML nested far too deeply") from None
     return parse_protocol(data, p, sha)
 
 

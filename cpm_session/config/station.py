@@ -142,6 +142,8 @@ def load_station(path: str | Path) -> Station:
         data, sha = read_toml(p)
     except ConfigReadError as e:
         raise StationFileError(f"{p}: {e}") from None
+    except RecursionError:
+        raise StationFileError(f"{p}: TOML nested far too deeply to be a station file") from None
     if not isinstance(data, dict) or "sha256" in data or "path" in data:
         raise StationFileError(f"{p}: keys 'path' and 'sha256' are set by the program, not by the file")
     return parse_station({**data, "sha256": sha}, str(p))

@@ -400,7 +400,7 @@ def test_f10_analyze_leaves_out_sessions_that_fail_verification(tmp_path: Path,
     d = tmp_path / "d"
     alloc = tmp_path / "alloc.csv"
     rows = ["participant,arm"]
-    for i in range(12):
+    for i in range(8):
         pid, arm = f"P{i + 1:03d}", ("drug" if i % 2 else "placebo")
         rows.append(f"{pid},{arm}")
         write_session(d, pid, "baseline", truth=SynthTruth(cpm_effect=0.1), seed=i)

@@ -146,3 +146,33 @@ def test_verify_command_reports_each_tamper_in_one_pass(data: Path, capsys: pyte
     assert main(["verify", str(data)]) == 1
     out = capsys.readouterr().out
     assert "FAIL" in out and "appended afterwards" in out
+
+
+def test_a_kill_between_the_last_log_line_and_the_header_update_is_no_tamper(data: Path) -> None:
+    """Killed after `session_end` was logged but before session.json said so: verification notes it, passes."""
+    from cpm_session.record.folder import line_hash
+
+    base = session(data, "P001", "baseline")
+    lines = (base / "events.jsonl").read_bytes().rstrip(b"\n").split(b"\n")
+    k = next(i for i, ln in enumerate(lines) if b'"event": "results"' in ln)
+    h = json.loads((base / "session.json").read_text())
+    h.update(status="running", log_events=k, log_final_sha256=line_hash(lines[k - 1]))
+    for key in ("results", "end_utc", "message"):
+        h.pop(key, None)
+    (base / "session.json").write_text(json.dumps(h))
+    r = verify_session_report(base)
+    assert r.ok, r.problems
+    assert any("killed while closing" in n for n in r.notes)
+
+
+def test_a_kill_right_after_a_resume_began_is_no_tamper(tmp_path: Path) -> None:
+    """A resume's first line is written, then the process dies before the header says running again."""
+    from cpm_session.record.folder import EventLog
+
+    d = build_data(tmp_path)
+    post = session(d, "P002", "post")
+    log = EventLog(post / "events.jsonl", lambda: 900.0)
+    log.append("resume_session", restart_phase="ts_pre", kept_phases=["welcome"], reason="")
+    log.close()
+    r = verify_session_report(post)
+    assert r.ok, r.problems

@@ -203,9 +203,20 @@ def _check_header_vs_log(header: dict[str, Any], lines: list[bytes], result: Ver
         if live:
             result.notes.append(f"events.jsonl has {extra} event(s) after the last header update (status "
                                 f"{status!r}: the session is still running or its process was killed)")
+        elif _event_at(lines[recorded_n]) == "resume_session":  # killed between resume's first line and its header
+            result.notes.append(f"events.jsonl has {extra} event(s) after session.json's record, starting with a "
+                                f"resume: a resume was killed before it updated the header")
         else:
             result.problems.append(f"events.jsonl has {extra} event(s) after session.json's record although the "
                                    f"session is {status!r}: lines {recorded_n + 1}..{n} were appended after it closed")
+
+
+def _event_at(line: bytes) -> object:
+    try:
+        ev = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return ev.get("event") if isinstance(ev, dict) else None
 
 
 def _num_equal(a: str, b: object) -> bool:
@@ -550,11 +561,21 @@ def check_record(path: Path, header: dict[str, Any], events: list[dict[str, Any]
     log_status = _closing_status(events)
     status = header.get("status")
     live = status in LIVE_STATUSES
-    if log_status is not None and status != log_status and not (live and log_status in LIVE_STATUSES):
-        result.problems.append(f"session.json status is {status!r} but the log says {log_status!r}: the header "
+    recorded_n = header.get("log_events")
+    recorded_events = events
+    if isinstance(recorded_n, int) and not isinstance(recorded_n, bool) and 0 <= recorded_n <= len(events):
+        recorded_events = events[:recorded_n]  # the header was written when the log had this many lines
+        at_record = _closing_status(recorded_events)
+    else:
+        at_record = "running"  # the header of a new session, written before its log: it must say running
+    if at_record is not None and status != at_record and not (live and at_record in LIVE_STATUSES):
+        result.problems.append(f"session.json status is {status!r} but the log says {at_record!r}: the header "
                                f"was edited")
+    elif log_status != at_record and live:
+        result.notes.append(f"the log says {log_status!r} after the header's last update: the process was killed "
+                            f"while closing or resuming")
     res = header.get("results")
-    logged = next((ev for ev in reversed(events) if ev.get("event") == "results"), None)
+    logged = next((ev for ev in reversed(recorded_events) if ev.get("event") == "results"), None)
     if isinstance(res, dict) and not live:
         if logged is not None:
             body = {k: v for k, v in logged.items() if k not in ("seq", "t", "wall", "event", "prev")}
@@ -562,7 +583,7 @@ def check_record(path: Path, header: dict[str, Any], events: list[dict[str, Any]
             if d is not None:
                 result.problems.append(f"session.json results.{d} differs from the log's results event (seq "
                                        f"{logged.get('seq')}): the results were edited")
-        recomputed = results_from_log(events)
+        recomputed = results_from_log(recorded_events)
         if recomputed is not None and not any("results" in p for p in result.problems):
             d = _first_difference(_norm(res), recomputed)
             if d is not None:

@@ -666,3 +666,27 @@ def test_f17_the_baseline_is_chosen_by_the_logged_start_time(tmp_path: Path) -> 
     assert chosen is not None and chosen["_dir"] == str(late)
     assert not verify_session_report(renamed).ok  # and the renamed folder fails verification
     assert json.loads((late / "session.json").read_text())["start_utc"].startswith("2026-02-05")
+
+
+# ------------------------------------------------------------------------------------ crash loop (lead's resume)
+
+
+def test_a_crash_loop_stops_instead_of_delivering_the_block_again(data: Path) -> None:
+    from cpm_session.clock import VirtualClock
+    from cpm_session.sim.world import resume_visit
+    from cpm_session.ui.headless import HeadlessUI
+
+    post = session(data, "P002", "post")
+    for _ in range(2):  # stopped twice inside the restarted block, before it completed
+        base = VirtualClock()
+        ui = HeadlessUI(base)
+        ui.press("escape", 20.0)
+        out = resume_visit(post, ui=ui, clock=base)
+        assert out.status == "aborted"
+    restarts = [e["restart_phase"] for e in events_of(post) if e["event"] == "resume_session"]
+    assert len(restarts) == 2 and restarts[0] == restarts[1]
+    n_stimuli = sum(e["event"] == "stimulus" for e in events_of(post))
+    with pytest.raises(SessionError, match="resumed twice"):
+        resume_visit(post)
+    assert sum(e["event"] == "stimulus" for e in events_of(post)) == n_stimuli  # no further heat
+    assert verify_session_report(post).ok

@@ -88,6 +88,8 @@ def run_case(case: Case, env: Env) -> Outcome:
     out, err = io.StringIO(), io.StringIO()
     code = 0
     crashed = False
+    cwd = os.getcwd()
+    os.chdir(env.root)  # anything relative lands in the case's scratch folder, never in the repository
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             code = main(case.argv(env))
@@ -97,6 +99,8 @@ def run_case(case: Case, env: Env) -> Outcome:
             crashed = True
             code = -1
             err.write(f"Traceback (escaped main): {type(e).__name__}: {e}\n")
+        finally:
+            os.chdir(cwd)
     o, e = out.getvalue(), err.getvalue()
     after = snapshot(env.data)
     err_lines = [ln for ln in e.strip().splitlines() if not ln.startswith("usage:") and not ln.startswith("  ")]

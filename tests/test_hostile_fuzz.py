@@ -8,6 +8,7 @@ import contextlib
 import copy
 import io
 import json
+import os
 import shutil
 import tomllib
 from pathlib import Path
@@ -194,11 +195,16 @@ def test_commands_never_let_a_traceback_out(data: Path, tmp_path_factory: pytest
     argv = [command, *fill.get(command, []), *tokens]
     before = snapshot(root)
     err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            main(argv)
-        except SystemExit:
-            pass
+    cwd = os.getcwd()
+    os.chdir(root.parent)  # relative outputs (summary.csv, an export folder) land in the scratch folder
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            try:
+                main(argv)
+            except SystemExit:
+                pass
+    finally:
+        os.chdir(cwd)
     assert "Traceback" not in err.getvalue() and "this is a bug" not in err.getvalue(), (argv, err.getvalue())
     after = snapshot(root)
     assert all(after.get(k) == v for k, v in before.items()), argv  # nothing lost

@@ -52,12 +52,12 @@ def run(args: argparse.Namespace) -> int:
 
     check_input_file(args.allocation, what="--allocation")
     alloc = read_allocation(args.allocation, blinded=args.blinded)
+    res = analyze_trial(summary.table, alloc, baseline_visit=args.baseline_visit, post_visit=args.post_visit)
     if len(alloc.arms) < 2:
         raise SessionError(f"--allocation {args.allocation}: {len(alloc.arms)} arm(s) {alloc.arms}; an ANCOVA by arm "
                            "needs at least two")
     if any(has_control_chars(str(a)) for a in alloc.arms):
         raise SessionError(f"--allocation {args.allocation}: arm names hold control characters")
-    res = analyze_trial(summary.table, alloc, baseline_visit=args.baseline_visit, post_visit=args.post_visit)
     for line in screened:
         print(line)
     for w in summary.warnings[len(screened):] + res.skipped:

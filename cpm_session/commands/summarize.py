@@ -29,9 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from cpm_session.record.gate import screen_table
     from cpm_session.record.outputs import check_output_file
 
-    out = check_output_file(args.output, force=args.force, what="-o")
     if not Path(args.data_dir).is_dir():
         raise SessionError(f"data folder {args.data_dir} does not exist or is not a folder")
+    out = check_output_file(args.output, force=args.force, what="-o")
     res = summarize(args.data_dir, protocol_dirs=[Path(d) for d in args.protocol_dir])
     table, screened = screen_table(res.table, include_unverified=args.include_unverified)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")

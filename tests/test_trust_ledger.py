@@ -176,3 +176,29 @@ def test_a_kill_right_after_a_resume_began_is_no_tamper(tmp_path: Path) -> None:
     log.close()
     r = verify_session_report(post)
     assert r.ok, r.problems
+
+
+def test_a_kill_before_the_first_anchor_is_no_tamper_but_a_missing_ledger_later_is(tmp_path: Path) -> None:
+    """Killed between the first phase_exit and its anchor: nothing to compare yet (a note); once a second phase
+    has ended, the ledger must hold the session."""
+    from cpm_session.record.folder import EventLog
+
+    d = tmp_path / "d"
+    s = d / "P001" / "baseline-20260105T090000Z"
+    s.mkdir(parents=True)
+    (s / "ratings.csv").write_bytes(b"phase\r\n")
+    (s / "devices.csv").write_bytes(b"t,role,quantity,value,unit\r\n")
+    tables = {"ratings.csv": {"rows": 0, "bytes": 7, "sha256": __import__("hashlib").sha256(b"phase\r\n").hexdigest()}}
+    log = EventLog(s / "events.jsonl", lambda: 0.0)
+    log.append("session_start", participant="P001", visit="baseline")
+    log.append("phase_exit", phase="welcome", status="completed", output={}, tables=tables)
+    log.close()
+    (s / "session.json").write_text(json.dumps({"participant": "P001", "visit": "baseline", "status": "running",
+                                                "start_utc": "2026-01-05T09:00:00.000Z"}))
+    r = verify_session_report(s)
+    assert r.ok, r.problems
+    log = EventLog(s / "events.jsonl", lambda: 1.0)
+    log.append("phase_exit", phase="acclimatization", status="completed", output={}, tables=tables)
+    log.close()
+    r = verify_session_report(s)
+    assert any("not anchored" in p for p in r.problems), r.problems

@@ -312,6 +312,7 @@ def test_repeated_visit_fills_the_event_with_the_last_completed_session(tmp_path
 
     data = tmp_path / "data"
     shutil.copytree(build_study() / "FM-000", data / "FM-000")
+    shutil.copy2(build_study() / "ledger.jsonl", data / "ledger.jsonl")
     first = next((data / "FM-000").glob("post-*"))
     second = run_simulated_visit(data, "FM-000", "post", seed=77, clock=VirtualClock())
     export_redcap(data, tmp_path / "out")

@@ -144,6 +144,8 @@ def _copy(src: Path, tmp: Path) -> Path:
     if dst.parent.parent.exists():
         shutil.rmtree(dst.parent.parent)
     shutil.copytree(src, dst)
+    if (src.parent.parent / "ledger.jsonl").is_file():  # the data folder's ledger anchors the session's log
+        shutil.copy2(src.parent.parent / "ledger.jsonl", dst.parent.parent / "ledger.jsonl")
     return dst
 
 
@@ -267,7 +269,7 @@ def test_concurrent_amendments_never_fork_the_chain(session: Path) -> None:
     def amend(k: int) -> None:
         barrier.wait()
         try:
-            amend_session(session, f"note_{k}", k, f"reason {k}", "AB")
+            amend_session(session, f"questionnaires.nrs.answers.q{k}", k, f"reason {k}", "AB")
         except BaseException as e:  # noqa: BLE001 - collected and asserted below
             errors.append(e)
 
@@ -279,7 +281,7 @@ def test_concurrent_amendments_never_fork_the_chain(session: Path) -> None:
     assert errors == []
     assert verify_session(session) == []
     header = json.loads((session / "session.json").read_text())
-    assert sorted(a["field"] for a in header["amendments"]) == [f"note_{k}" for k in range(4)]
+    assert sorted(a["field"] for a in header["amendments"]) == [f"questionnaires.nrs.answers.q{k}" for k in range(4)]
 
 
 def test_appended_line_after_close_is_a_failure(session: Path) -> None:

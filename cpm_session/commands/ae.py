@@ -64,7 +64,12 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from cpm_session.record import adverse_events as ae
+    from cpm_session.record.gate import require_ae_log
 
+    if args.ae_command in ("add", "update"):  # never append to a log that fails verification
+        log = ae.ae_log_path(args.data, args.participant)
+        if log.exists() or log.is_symlink():
+            require_ae_log(log)
     if args.ae_command == "add":
         rec = ae.record_adverse_event(args.data, args.participant, _fields(args), operator=args.operator,
                                       session_dir=Path(args.session) if args.session else None)

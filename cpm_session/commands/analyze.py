@@ -21,19 +21,49 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--session-plots", choices=["all", "flagged", "none"], default="flagged",
                    help="per-session figures in the report: all, flagged (default: sessions not completed, with "
                         "deviations, amendments, withdrawal or missing data) or none")
+    p.add_argument("--include-unverified", action="store_true",
+                   help="use sessions that fail `cpm-session verify` too, marked in the output and report "
+                        "(default: left out and listed)")
+    p.add_argument("--force", action="store_true", help="write the report into a folder that is not empty")
     p.add_argument("--baseline-visit", default="baseline", help="visit name of the baseline (default baseline)")
     p.add_argument("--post-visit", default="post", help="visit name after treatment (default post)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from cpm_session.analysis.constants import CI_LEVEL, SIGN_TAG
     from cpm_session.analysis.summarize import summarize
     from cpm_session.analysis.trial import analyze_trial, read_allocation
+    from cpm_session.errors import SessionError
+    from cpm_session.record.gate import screen_table
+    from cpm_session.record.outputs import OutputError, check_output_dir
 
+    if args.report:
+        try:
+            check_output_dir(args.report, data_dir=args.data_dir, what="--report")
+        except OutputError as e:
+            if not (args.force and "not empty" in str(e)):
+                raise
+    if not Path(args.data_dir).is_dir():
+        raise SessionError(f"data folder {args.data_dir} does not exist or is not a folder")
     summary = summarize(args.data_dir)
+    summary.table, screened = screen_table(summary.table, include_unverified=args.include_unverified)
+    summary.warnings[:0] = screened  # the report's warnings table lists them first
+    from cpm_session.ids import has_control_chars
+    from cpm_session.record.outputs import check_input_file
+
+    check_input_file(args.allocation, what="--allocation")
     alloc = read_allocation(args.allocation, blinded=args.blinded, control=args.control)
     res = analyze_trial(summary.table, alloc, baseline_visit=args.baseline_visit, post_visit=args.post_visit)
-    for w in summary.warnings + res.skipped:
+    if len(alloc.arms) < 2:
+        raise SessionError(f"--allocation {args.allocation}: {len(alloc.arms)} arm(s) {alloc.arms}; an ANCOVA by arm "
+                           "needs at least two")
+    if any(has_control_chars(str(a)) for a in alloc.arms):
+        raise SessionError(f"--allocation {args.allocation}: arm names hold control characters")
+    for line in screened:
+        print(line)
+    for w in summary.warnings[len(screened):] + res.skipped:
         print(f"warning: {w}", file=sys.stderr)
     print(f"{'BLINDED, arms shown as ' if alloc.blinded else 'arms '}{', '.join(alloc.arms)}; reference {alloc.reference}"
           + (" (control arm)" if alloc.reference_source == "control" else " (first code; sign arbitrary while blinded)"))

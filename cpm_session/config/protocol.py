@@ -17,18 +17,24 @@ from cpm_session.limits import ABSOLUTE_MAX_C
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+MAX_WAIT_S = 3600.0
+"""No single wait of a visit (acclimatization, rest, interval, delay, rating time-out) may exceed an hour."""
+MAX_TEXT = 5000
+"""Characters of one screen text or name."""
 
 
 Pos = Field(gt=0)
 
 
 class Meta(_Strict):
-    name: str = Field(min_length=1)
-    version: str = Field(min_length=1)
-    description: str = ""
+    name: str = Field(min_length=1, max_length=200)
+    version: str = Field(min_length=1, max_length=50)
+    description: str = Field(default="", max_length=MAX_TEXT)
     ts_modality: Literal["thermal", "pressure"]
-    visits: list[str] = Field(min_length=1)
+    visits: list[str] = Field(min_length=1, max_length=20)
     baseline_visit: str
 
     @model_validator(mode="after")
@@ -45,9 +51,9 @@ class Safety(_Strict):
 
 
 class Acclimatization(_Strict):
-    duration_s: float = Field(ge=0)
-    min_s: float = Field(ge=0)
-    max_s: float = Field(ge=0)
+    duration_s: float = Field(ge=0, le=MAX_WAIT_S)
+    min_s: float = Field(ge=0, le=MAX_WAIT_S)
+    max_s: float = Field(ge=0, le=MAX_WAIT_S)
 
     @model_validator(mode="after")
     def _in_range(self) -> Acclimatization:
@@ -68,7 +74,7 @@ class Calibration(_Strict):
     with a mean within target_rating ± tolerance) or there is none."""
 
     method: Literal["bayes", "ascending", "staircase"]
-    site: str
+    site: str = Field(max_length=200)
     target_rating: float = Field(gt=0, lt=100)
     floor_c: float = Field(ge=30, le=ABSOLUTE_MAX_C)
     start_c: float = Field(gt=0, le=ABSOLUTE_MAX_C)
@@ -78,11 +84,11 @@ class Calibration(_Strict):
     max_stimuli: int = Field(ge=3, le=40)
     ci_halfwidth_c: float = Field(gt=0, le=5)
     stimulus_s: float = Field(gt=0, le=30)
-    rest_s: float = Field(ge=0)
+    rest_s: float = Field(ge=0, le=600)
     verify_n: int = Field(ge=1, le=5)
     tolerance: float = Field(gt=0, le=50)
     max_refinements: int = Field(ge=0, le=5)
-    min_slope_per_c: float = Field(gt=0)
+    min_slope_per_c: float = Field(gt=0, le=100)
     min_r2: float = Field(ge=0, le=1)
     staircase_trials: int = Field(ge=2, le=40)
     # pressure modality
@@ -103,12 +109,12 @@ class Calibration(_Strict):
 
 
 class TestStimulus(_Strict):
-    site: str
+    site: str = Field(max_length=200)
     duration_s: float = Field(gt=0, le=30)
     pre_repeats: int = Field(ge=1, le=10)
     post_repeats: int = Field(ge=1, le=10)
-    interval_s: float = Field(ge=0)
-    post_delay_s: float = Field(ge=0)
+    interval_s: float = Field(ge=0, le=600)
+    post_delay_s: float = Field(ge=0, le=MAX_WAIT_S)
     rating_mode: Literal["prompt", "continuous"] = "prompt"
     """prompt: one slider rating after each stimulus; continuous: the slider is live from the onset and every
     frame's value is kept (continuous_ratings.csv); the stimulus's rating is then `continuous_summary`."""
@@ -120,14 +126,14 @@ class TestStimulus(_Strict):
 
 
 class ColdPressor(_Strict):
-    site: str
+    site: str = Field(max_length=200)
     duration_s: float = Field(gt=0, le=300)
     max_s: float = Field(gt=0, le=300)
     bath_min_c: float = Field(ge=-5, le=40)
     bath_max_c: float = Field(ge=-5, le=40)
-    rating_at_s: float = Field(gt=0)
+    rating_at_s: float = Field(gt=0, le=300)
     min_cs_rating: float = Field(ge=0, le=100)
-    bath_stable_s: float = Field(ge=0)
+    bath_stable_s: float = Field(ge=0, le=600)
     rating_mode: Literal["prompt", "continuous"] = "prompt"
     """continuous: the hand's pain is rated on a live slider for the whole immersion; the 30 s rating is then
     the slider's value at `rating_at_s`."""
@@ -151,11 +157,11 @@ class ControlConditioning(_Strict):
 
 
 class Ratings(_Strict):
-    timeout_s: float = Field(gt=0)
+    timeout_s: float = Field(gt=0, le=600)
     repeat_missing: bool
     max_attempts: int = Field(ge=1, le=5)
-    scale_min: float
-    scale_max: float
+    scale_min: float = Field(ge=-1000, le=1000)
+    scale_max: float = Field(ge=-1000, le=1000)
 
     @model_validator(mode="after")
     def _scale(self) -> Ratings:
@@ -219,17 +225,17 @@ class Fidelity(_Strict):
 
 class Resume(_Strict):
     allowed: bool
-    max_gap_s: float = Field(gt=0)
+    max_gap_s: float = Field(gt=0, le=30 * 86400)
 
 
 class Questionnaires(_Strict):
-    names: list[str]
+    names: list[str] = Field(max_length=20)
     entry: Literal["participant", "staff"]
 
 
 class Screen(_Strict):
     fullscreen: bool
-    size: list[int] = Field(min_length=2, max_length=2)
+    size: list[Annotated[int, Field(ge=100, le=16384)]] = Field(min_length=2, max_length=2)
     background: str = Field(pattern=r"^#[0-9A-Fa-f]{6}$")
     text_color: str = Field(pattern=r"^#[0-9A-Fa-f]{6}$")
     accent_color: str = Field(pattern=r"^#[0-9A-Fa-f]{6}$")
@@ -237,34 +243,34 @@ class Screen(_Strict):
 
 
 class Texts(_Strict):
-    welcome: str
-    acclimatization: str
-    calibration_intro: str
-    stimulus_coming: str
-    stimulus_on: str
-    rest: str
-    rate_heat: str
-    rate_pressure: str
-    rate_hand: str
-    rate_continuous: str = "Move the slider whenever the pain changes"
+    welcome: str = Field(max_length=MAX_TEXT)
+    acclimatization: str = Field(max_length=MAX_TEXT)
+    calibration_intro: str = Field(max_length=MAX_TEXT)
+    stimulus_coming: str = Field(max_length=MAX_TEXT)
+    stimulus_on: str = Field(max_length=MAX_TEXT)
+    rest: str = Field(max_length=MAX_TEXT)
+    rate_heat: str = Field(max_length=MAX_TEXT)
+    rate_pressure: str = Field(max_length=MAX_TEXT)
+    rate_hand: str = Field(max_length=MAX_TEXT)
+    rate_continuous: str = Field(default="Move the slider whenever the pain changes", max_length=MAX_TEXT)
     """Shown over a continuous (live) rating slider."""
-    anchor_low: str
-    anchor_high: str
-    confirm: str
-    cold_pressor_prepare: str
-    cold_pressor_keep: str
-    cold_pressor_out: str
-    pressure_instructions: str
-    questionnaires_intro: str
-    paused: str
-    aborted: str
-    thanks: str
+    anchor_low: str = Field(max_length=MAX_TEXT)
+    anchor_high: str = Field(max_length=MAX_TEXT)
+    confirm: str = Field(max_length=MAX_TEXT)
+    cold_pressor_prepare: str = Field(max_length=MAX_TEXT)
+    cold_pressor_keep: str = Field(max_length=MAX_TEXT)
+    cold_pressor_out: str = Field(max_length=MAX_TEXT)
+    pressure_instructions: str = Field(max_length=MAX_TEXT)
+    questionnaires_intro: str = Field(max_length=MAX_TEXT)
+    paused: str = Field(max_length=MAX_TEXT)
+    aborted: str = Field(max_length=MAX_TEXT)
+    thanks: str = Field(max_length=MAX_TEXT)
 
 
 class Protocol(_Strict):
     """A validated, immutable protocol. `path` and `sha256` identify the exact file used."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     protocol: Meta
     safety: Safety
@@ -346,6 +352,8 @@ def load_protocol(path: str | Path) -> Protocol:
         data, sha = read_toml(p)
     except ConfigReadError as e:
         raise ProtocolFileError(str(p), "<file>", "a readable file (UTF-8 TOML, at most 1 MB)", str(e)) from None
+    except RecursionError:
+        raise ProtocolFileError(str(p), "<file>", "a protocol file", "TOML nested far too deeply") from None
     return parse_protocol(data, p, sha)
 
 

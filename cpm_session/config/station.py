@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +20,11 @@ ALGOMETER_MODELS = ("sim", "wagner-fdx", "mark10")
 class RoleConfig(BaseModel):
     """One device: model, port (any pyserial URL) and model-specific settings."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
-    model: str
-    port: str = ""
-    baudrate: int | None = None
+    model: str = Field(max_length=40)
+    port: str = Field(default="", max_length=512)
+    baudrate: int | None = Field(default=None, ge=50, le=4_000_000)
     timeout_s: float = Field(default=1.0, gt=0, le=30)
 
     @field_validator("port", mode="before")
@@ -32,9 +34,9 @@ class RoleConfig(BaseModel):
 
 
 class StationMeta(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    name: str = "unnamed station"
+    name: str = Field(default="unnamed station", max_length=200)
     max_thermode_c: float = Field(default=ABSOLUTE_MAX_C, gt=0, le=ABSOLUTE_MAX_C)
     emulated: bool = False
     check_max_age_h: float = Field(default=24.0, gt=0, le=24 * 30, allow_inf_nan=False)
@@ -90,16 +92,81 @@ class Station(BaseModel):
         return all(r.model == "sim" for r in (self.thermode, self.bath, self.algometer))
 
 
+MODEL_SETTINGS: dict[tuple[str, str], type[BaseModel]] = {("thermode", "tcs2"): ThermodeSettings}
+"""Models whose settings have a typed class of their own (validated as a whole after the key check)."""
+
+SERIAL_EXTRAS: dict[str, tuple[str, Any]] = {
+    "bytesize": ("one of 7, 8", (7, 8)),
+    "parity": ("one of 'N', 'E', 'O'", ("N", "E", "O", "n", "e", "o")),
+    "stopbits": ("one of 1, 2", (1, 2)),
+    "rtscts": ("true or false", (True, False)),
+}
+"""Serial settings any real device may override: (what is expected, allowed values)."""
+
+NUMBER_EXTRAS: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
+    ("thermode", "sim"): {"noise_c": (0.0, 2.0)},
+    ("bath", "sim"): {"temperature_c": (-5.0, 40.0), "drift_c_per_min": (-1.0, 1.0), "noise_c": (0.0, 2.0)},
+    ("algometer", "sim"): {"probe_area_cm2": (0.01, 10.0), "noise_kpa": (0.0, 100.0)},
+    ("algometer", "wagner-fdx"): {"probe_area_cm2": (0.01, 10.0)},
+    ("algometer", "mark10"): {"probe_area_cm2": (0.01, 10.0)},
+}
+"""Numeric model settings per (role, model): inclusive [low, high] bounds, named in the error."""
+
+TEXT_EXTRAS: dict[tuple[str, str], dict[str, tuple[str, str]]] = {
+    ("thermode", "tcs2"): {"zones": (r"^(?!00000)[01]{5}$", "five 0/1 characters, at least one 1 (e.g. '11111')")},
+    ("bath", "julabo"): {"variant": (r"^(classic|modern)$", "'classic' or 'modern'"),
+                         "terminator": (r"^(cr|crlf)$", "'cr' or 'crlf'")},
+    ("bath", "serial-thermometer"): {"query": (r"^[\x20-\x7e]{1,16}$", "1-16 printable ASCII characters")},
+    ("algometer", "mark10"): {"peak_command": (r"^[\x20-\x7e]{1,16}$", "1-16 printable ASCII characters"),
+                              "unit": (r"^(N|kN|lbF|kgF|gF|ozF)$", "one of N, kN, lbF, kgF, gF, ozF")},
+}
+"""Text model settings per (role, model): pattern and its description."""
+
+
+def _check_extras(role: str, cfg: RoleConfig, path: str) -> None:
+    """Validate a role's model-specific settings as strictly as a protocol: known keys, types, bounds."""
+    numbers = NUMBER_EXTRAS.get((role, cfg.model), {})
+    texts = TEXT_EXTRAS.get((role, cfg.model), {})
+    serial = SERIAL_EXTRAS if cfg.model != "sim" else {}
+    typed = MODEL_SETTINGS.get((role, cfg.model))
+    typed_keys = set(typed.model_fields) if typed is not None else set()
+    for key, value in (cfg.model_extra or {}).items():
+        where = f"{path}: key '{role}.{key}'"
+        if key in typed_keys:
+            continue  # validated by the model's settings class (e.g. ThermodeSettings for the TCS II)
+        if key in numbers:
+            lo, hi = numbers[key]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+                    or not lo <= value <= hi:
+                raise StationFileError(f"{where}: expected a finite number in [{lo:g}, {hi:g}], found {value!r}")
+        elif key in texts:
+            pattern, what = texts[key]
+            if not isinstance(value, str) or not re.fullmatch(pattern, value):
+                raise StationFileError(f"{where}: expected {what}, found {value!r}")
+        elif key in serial:
+            what, allowed = serial[key]
+            if isinstance(value, bool) != (key == "rtscts") or value not in allowed:
+                raise StationFileError(f"{where}: expected {what}, found {value!r}")
+        else:
+            known = sorted([*numbers, *texts, *serial, *typed_keys])
+            raise StationFileError(f"{where}: not a setting of model {cfg.model!r} (known: "
+                                   f"{', '.join(known) or 'none'}); check the spelling")
+
+
 def _check_models(st: Station, path: str) -> None:
     for role, allowed in (("thermode", THERMODE_MODELS), ("bath", BATH_MODELS), ("algometer", ALGOMETER_MODELS)):
         cfg: RoleConfig = getattr(st, role)
         if cfg.model not in allowed:
             raise StationFileError(f"{path}: key '{role}.model': expected one of {list(allowed)}, found {cfg.model!r}")
-        if cfg.model == "medoc":  # a TCP thermode: host, port and program map (devices/medoc_config.py)
+        if cfg.model == "medoc":  # a TCP thermode: host, port and program map (config/medoc.py)
             from cpm_session.config.medoc import medoc_settings
             medoc_settings(cfg, max_c=st.station.max_thermode_c, path=path)
-        elif cfg.model != "sim" and not cfg.port:
+            continue
+        if cfg.model != "sim" and not cfg.port.strip():
             raise StationFileError(f"{path}: key '{role}.port': expected a port (e.g. /dev/ttyUSB0, COM3, socket://host:port), found nothing")
+        if any(ord(c) < 32 or ord(c) == 127 for c in cfg.port):
+            raise StationFileError(f"{path}: key '{role}.port': control characters in {cfg.port!r}")
+        _check_extras(role, cfg, path)
     if st.thermode.model == "tcs2":
         thermode_settings(st.thermode, path)
 
@@ -126,6 +193,8 @@ def load_station(path: str | Path) -> Station:
         data, sha = read_toml(p)
     except ConfigReadError as e:
         raise StationFileError(f"{p}: {e}") from None
+    except RecursionError:
+        raise StationFileError(f"{p}: TOML nested far too deeply to be a station file") from None
     if not isinstance(data, dict) or "sha256" in data or "path" in data:
         raise StationFileError(f"{p}: keys 'path' and 'sha256' are set by the program, not by the file")
     return parse_station({**data, "sha256": sha}, str(p))

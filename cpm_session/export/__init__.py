@@ -7,8 +7,13 @@ with its amendments applied, so exports carry the effective values plus the amen
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
+import shutil
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,13 +82,19 @@ class Study:
     sessions: list[SessionData]
     adverse_events: dict[str, list[dict[str, Any]]]
     """participant -> adverse events (effective, one dict per ae_id)."""
+    screened: list[str] = field(default_factory=list)
+    """One line per record left out (fails verification) or included marked (--include-unverified)."""
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
+    """Return a table's rows ([] when it cannot be read; verification reports why)."""
+    if not path.is_file() or path.is_symlink():
         return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return [dict(r) for r in csv.DictReader(f)]
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return [dict(r) for r in csv.DictReader(f)]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
 
 
 def amendment_text(amendments: list[dict[str, Any]]) -> str:
@@ -97,38 +108,29 @@ def amendment_text(amendments: list[dict[str, Any]]) -> str:
 
 
 def _recompute_cpm(header: dict[str, Any], path: Path, events: list[dict[str, Any]]) -> None:
-    """After amended TS rating lists, recompute TS means and CPM so the export stays consistent.
+    """After amended TS rating lists, recompute TS means and CPM (record/derive) so the export stays consistent.
 
-    The category uses the threshold summarize uses: recorded in the session, else from the session's
-    protocol file (`path` is the session folder), else the default.
-    """
+    The category uses the threshold the session recorded, else the one of its protocol file (as summarize
+    finds it), else the default."""
     fields = {a.get("field") for a in header.get("amendments") or []}
     if not fields & set(TS_LIST_FIELDS) or fields & set(TS_MEAN_FIELDS + DERIVED_CPM_FIELDS):
         return
-    from cpm_session.analysis.summarize import META_KEYS, ProtocolCache, cpm_threshold, default_protocol_dirs
+    from cpm_session.record.derive import recompute_cpm, recorded_threshold
 
     res = header.get("results")
     if not isinstance(res, dict):
         return
-
-    def mean(xs: Any) -> float | None:
-        vals = [float(x) for x in xs or [] if isinstance(x, (int, float)) and not isinstance(x, bool)]
-        return sum(vals) / len(vals) if vals else None
-
-    pre, post = mean(res.get("ts_pre_ratings")), mean(res.get("ts_post_ratings"))
-    res["ts_pre"], res["ts_post"] = pre, post
-    if pre is None or post is None:
-        res["cpm_abs"] = res["cpm_pct"] = res["cpm_category"] = res["inhibition"] = None
-        return
-    cpm = pre - post
     start = next((ev for ev in events if ev.get("event") == "session_start"), {})
-    thr, _source, _problems = cpm_threshold(header, {k: v for k, v in start.items() if k not in META_KEYS},
-                                            header.get("protocol"), header.get("protocol_sha256"),
-                                            ProtocolCache(default_protocol_dirs(path.parent.parent)))
-    res["cpm_abs"] = cpm
-    res["cpm_pct"] = cpm / pre * 100.0 if pre != 0 else None
-    res["cpm_category"] = "inhibition" if cpm > thr else "facilitation" if cpm < -thr else "none"
-    res["inhibition"] = cpm > thr
+    thr = recorded_threshold(header, start)
+    if thr is None:
+        from cpm_session.analysis.summarize import META_KEYS, ProtocolCache, cpm_threshold, default_protocol_dirs
+
+        thr, _source, _problems = cpm_threshold(header, {k: v for k, v in start.items() if k not in META_KEYS},
+                                                header.get("protocol"), header.get("protocol_sha256"),
+                                                ProtocolCache(default_protocol_dirs(path.parent.parent)))
+    der: dict[str, Any] = res["derivation"] if isinstance(res.get("derivation"), dict) else {}
+    floor = der.get("cpm_pct_min_ts_pre", 0.0) if isinstance(der.get("cpm_pct_min_ts_pre"), int | float) else 0.0
+    recompute_cpm(res, float(thr), float(floor))
 
 
 def load_session(path: Path) -> SessionData:
@@ -136,8 +138,11 @@ def load_session(path: Path) -> SessionData:
     report = verify_session_report(path)
     try:
         original = json.loads((path / "session.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ExportError(f"{path}: session.json cannot be read ({e})") from e
+    except (OSError, ValueError, RecursionError) as e:
+        original = {}
+        report.problems.append(f"session.json cannot be read ({str(e)[:200]})") if not report.problems else None
+    if not isinstance(original, dict):
+        original = {}
     events: list[dict[str, Any]] = []
     if (path / "events.jsonl").is_file():
         try:
@@ -175,8 +180,9 @@ def collect_study(data_dir: str | Path, *, include_unverified: bool = False) -> 
     problems and the exports mark it).
     """
     data_dir = Path(data_dir)
-    if not data_dir.is_dir():
+    if not str(data_dir).strip() or not data_dir.is_dir():
         raise ExportError(f"data folder {data_dir} does not exist")
+    refuse_links(data_dir)
     sessions = [load_session(p) for p in iter_session_dirs(data_dir)]
     if not sessions:
         raise ExportError(f"{data_dir}: no session folders found (expected <participant>/<visit>-<stamp>/)")
@@ -184,11 +190,88 @@ def collect_study(data_dir: str | Path, *, include_unverified: bool = False) -> 
     participants = sorted({s.path.parent.name for s in sessions} | {p.parent.name for p in data_dir.glob(f"*/{AE_LOG}")})
     ae_bad = [f"{r.path}: {r.problems[0]}" for p in participants
               if (data_dir / p / AE_LOG).is_file() for r in [verify_ae_log(data_dir / p / AE_LOG)] if r.problems]
-    if (bad or ae_bad) and not include_unverified:
-        raise ExportError(f"{len(bad) + len(ae_bad)} record(s) fail verification (run `cpm-session verify`); "
-                          f"first: {(bad + ae_bad)[0]}. Use --include-unverified to export them marked as such")
+    excluded = [f"EXCLUDED (fails verification): {b}" for b in bad + ae_bad] if not include_unverified else \
+        [f"UNVERIFIED, included on request (--include-unverified): {b}" for b in bad + ae_bad]
+    if not include_unverified:
+        sessions = [s for s in sessions if not s.problems]
+        bad_logs = {str(r).split(": ", 1)[0] for r in ae_bad}
+        participants = [p for p in participants if str(data_dir / p / AE_LOG) not in bad_logs]
+        if not sessions:
+            raise ExportError(f"every session below {data_dir} fails verification (run `cpm-session verify`); "
+                              f"first: {bad[0] if bad else '?'}. Use --include-unverified to export them marked")
     aes = {p: read_adverse_events(data_dir, p) for p in participants}
-    return Study(data_dir, sessions, {p: a for p, a in aes.items() if a})
+    return Study(data_dir, sessions, {p: a for p, a in aes.items() if a}, excluded)
+
+
+def refuse_links(data_dir: Path) -> None:
+    """Raise ExportError if anything below `data_dir` is a symbolic link (an export never follows one)."""
+    for root, dirs, files in os.walk(data_dir, followlinks=False):
+        for name in dirs + files:
+            p = Path(root) / name
+            if p.is_symlink():
+                raise ExportError(f"{p} is a symbolic link (to {os.readlink(p)}); an export never follows links "
+                                  f"out of the data folder. Remove it (or replace it by the real file) and export again")
+
+
+def copy_session_files(src: Path, dst: Path, data_dir: Path) -> list[Path]:
+    """Copy the regular files of a session folder (no links, nothing from outside `data_dir`); return them."""
+    root = data_dir.resolve()
+    written: list[Path] = []
+    for dirpath, dirs, files in os.walk(src, followlinks=False):
+        rel = Path(dirpath).relative_to(src)
+        (dst / rel).mkdir(parents=True, exist_ok=True)
+        for name in sorted(dirs):
+            if (Path(dirpath) / name).is_symlink():
+                raise ExportError(f"{Path(dirpath) / name} is a symbolic link; an export never follows links")
+        for name in sorted(files):
+            p = Path(dirpath) / name
+            try:
+                p.resolve().relative_to(root)
+            except ValueError:
+                raise ExportError(f"{p} lies outside the data folder {data_dir}; refusing to copy it") from None
+            try:
+                fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            except OSError as e:
+                raise ExportError(f"{p} cannot be copied ({e.strerror or e}; a link is never followed)") from None
+            with os.fdopen(fd, "rb") as fin:
+                if not stat.S_ISREG(os.fstat(fin.fileno()).st_mode):
+                    raise ExportError(f"{p} is not a regular file; refusing to copy it")
+                target = dst / rel / name
+                with open(target, "xb") as fout:
+                    shutil.copyfileobj(fin, fout)
+            written.append(target)
+    return written
+
+
+def staged_export(out_dir: str | Path, data_dir: str | Path, write: Callable[[Path], list[Path]]) -> list[Path]:
+    """Run `write(tmp)` into a temporary folder next to `out_dir`, then rename it to `out_dir`; on any failure
+    remove the temporary folder, so nothing half-written is left. Return the files at their final paths."""
+    from cpm_session.record.outputs import OutputError, check_output_dir
+
+    try:
+        out = check_output_dir(out_dir, data_dir=data_dir, what="export folder")
+    except OutputError as e:
+        raise ExportError(str(e)) from None
+    out = out.absolute()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ExportError(f"cannot create {out.parent}: {e.strerror or e}") from None
+    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(mode=0o750)
+        written = write(tmp)
+        if out.exists():
+            out.rmdir()  # checked empty above
+        os.rename(tmp, out)
+    except OSError as e:
+        raise ExportError(f"cannot write the export into {out}: {e.strerror or e}; nothing was left behind") from None
+    finally:
+        with contextlib.suppress(OSError):
+            if tmp.exists():
+                shutil.rmtree(tmp)
+    return [out / p.relative_to(tmp) for p in written]
 
 
 def questionnaire_labels(name: str) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import shutil
 import statistics
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,10 @@ from cpm_session.export import (
     Study,
     amendment_text,
     collect_study,
-    prepare_out_dir,
+    copy_session_files,
     questionnaire_labels,
     sessions_by_visit,
+    staged_export,
 )
 from cpm_session.record.fidelity import export_fields as fidelity_export_fields
 from cpm_session.record.folder import get_path
@@ -425,14 +425,23 @@ repeated visit gets the suffix R2, R3, ... in start order).
 Amendments: values are the effective ones after documented corrections; each correction (old value,
 new value, reason, operator, time) is listed in the sessions.tsv column 'amendments' and stays in the
 original hash-chained event log.
-"""
+""" + ("\nVerification (cpm-session verify) at export time:\n" + "".join(f"- {line}\n" for line in study.screened)
+       if study.screened else "")
 
 
 def export_bids(data_dir: str | Path, out_dir: str | Path, *, include_unverified: bool = False,
-                sourcedata: bool = False) -> list[Path]:
-    """Write the BIDS dataset for `data_dir` into the empty folder `out_dir`; return the files written."""
+                sourcedata: bool = False, screened: list[str] | None = None) -> list[Path]:
+    """Write the BIDS dataset for `data_dir` into the new or empty folder `out_dir`; return the files written.
+
+    The dataset is written into a temporary folder next to `out_dir` and renamed at the end: a failure
+    leaves nothing half-written."""
     study = collect_study(data_dir, include_unverified=include_unverified)
-    out = prepare_out_dir(out_dir)
+    if screened is not None:
+        screened.extend(study.screened)
+    return staged_export(out_dir, data_dir, lambda tmp: _write_bids(study, tmp, sourcedata))
+
+
+def _write_bids(study: Study, out: Path, sourcedata: bool) -> list[Path]:
     written: list[Path] = []
 
     def put_tsv(p: Path, cols: list[str], rows: list[list[str]]) -> None:
@@ -528,8 +537,7 @@ def export_bids(data_dir: str | Path, out_dir: str | Path, *, include_unverified
     if sourcedata:
         for s in study.sessions:
             dst = out / "sourcedata" / s.path.parent.name / s.path.name
-            shutil.copytree(s.path, dst)
-            written.extend(sorted(p for p in dst.rglob("*") if p.is_file()))
+            written.extend(copy_session_files(s.path, dst, study.data_dir))
     return written
 
 

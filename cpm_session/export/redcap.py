@@ -28,9 +28,9 @@ from cpm_session.export import (
     Study,
     amendment_text,
     collect_study,
-    prepare_out_dir,
     questionnaire_labels,
     sessions_by_visit,
+    staged_export,
 )
 from cpm_session.record.fidelity import export_fields as fidelity_export_fields
 from cpm_session.record.folder import get_path
@@ -457,10 +457,16 @@ def _ae_event(ae: dict[str, Any], visits: list[tuple[str, str]]) -> str:
     return chosen
 
 
-def export_redcap(data_dir: str | Path, out_dir: str | Path, *, include_unverified: bool = False) -> list[Path]:
+def export_redcap(data_dir: str | Path, out_dir: str | Path, *, include_unverified: bool = False,
+                  screened: list[str] | None = None) -> list[Path]:
     """Write the REDCap dictionary, longitudinal set-up and data for `data_dir` into the empty `out_dir`."""
     study = collect_study(data_dir, include_unverified=include_unverified)
-    out = prepare_out_dir(out_dir)
+    if screened is not None:
+        screened.extend(study.screened)
+    return staged_export(out_dir, data_dir, lambda tmp: _write_redcap(study, tmp))
+
+
+def _write_redcap(study: Study, out: Path) -> list[Path]:
     fields, forms = build_dictionary(study)
     groups = sessions_by_visit(study.sessions)
 
@@ -537,6 +543,7 @@ def export_redcap(data_dir: str | Path, out_dir: str | Path, *, include_unverifi
         "3. Enable repeating instruments and upload repeating-instruments.csv (adverse_events repeats).\n"
         "4. Data Import Tool: upload data.csv (dates Y-M-D).\n"
         "Values are effective values after documented amendments (see the 'amendments' field); the original "
-        "values stay in each session's hash-chained event log.\n", encoding="utf-8")
+        "values stay in each session's hash-chained event log.\n"
+        + "".join(f"{line}\n" for line in study.screened), encoding="utf-8")
     written.append(readme)
     return written

@@ -99,10 +99,14 @@ def _norm_text(field: str, value: object, max_chars: int, *, required: bool = Tr
 
 
 def _norm_operator(value: object) -> str:
+    from cpm_session.errors import InvalidIdError
+    from cpm_session.ids import validate_operator
+
     v = _norm_text("operator", value, MAX_OPERATOR_CHARS)
-    if any(c in v for c in "\n\r\t"):
-        raise AdverseEventError(f"operator: expected initials or a staff code on one line; got {value!r}")
-    return v
+    try:
+        return validate_operator(v)
+    except InvalidIdError as e:
+        raise AdverseEventError(f"operator: {e}") from None
 
 
 def _norm_field(field: str, value: object, today: dt.date) -> str:
@@ -144,6 +148,16 @@ def validate_report(fields: dict[str, Any], *, today: dt.date | None = None) -> 
 def ae_log_path(data_dir: str | Path, participant: str) -> Path:
     """Return ``<data_dir>/<participant>/adverse_events.jsonl`` (participant ID validated)."""
     return Path(data_dir) / validate_participant_id(participant) / AE_LOG
+
+
+def _writable_log_path(data_dir: str | Path, participant: str) -> Path:
+    """Return the AE log path after checking the data folder (not inside a session or participant folder)
+    and the participant's spelling (P001 and p001 are one participant)."""
+    from cpm_session.record.folder import check_data_dir, check_participant_spelling
+
+    check_data_dir(data_dir)
+    check_participant_spelling(data_dir, validate_participant_id(participant))
+    return ae_log_path(data_dir, participant)
 
 
 @contextlib.contextmanager
@@ -217,13 +231,21 @@ def _next_id(states: dict[str, dict[str, Any]]) -> str:
 
 
 def _append(path: Path, clock_now: Callable[[], float] | None, event: str, **fields: Any) -> dict[str, Any]:
+    from cpm_session.record.ledger import anchor
+
     log = EventLog(path, clock_now or (lambda: 0.0))
     try:
-        return log.append(event, **fields)
+        rec = log.append(event, **fields)
     except OSError as e:
         raise SessionError(f"cannot append to {path}: {e.strerror or e}") from e
     finally:
         log.close()
+    try:
+        anchor(path.parent.parent, f"{path.parent.name}/{path.name}", log.prev, log.seq, event)
+    except OSError as e:
+        raise SessionError(f"{path}: recorded, but the data folder's ledger could not be written "
+                           f"({e.strerror or e}); `cpm-session verify` will report this log as unanchored") from e
+    return rec
 
 
 def record_adverse_event(data_dir: str | Path, participant: str, fields: dict[str, Any], *, operator: str,
@@ -241,7 +263,7 @@ def record_adverse_event(data_dir: str | Path, participant: str, fields: dict[st
     clean = validate_report(fields, today=today)
     op = _norm_operator(operator)
     visit, session = _session_context(session_dir, participant)
-    path = ae_log_path(data_dir, participant)
+    path = _writable_log_path(data_dir, participant)
     with _locked(path):
         ae_id = _next_id(_states(_read_log(path), participant))
         return _append(path, clock_now, EVENT_REPORT, ae_id=ae_id, participant=participant, **clean,
@@ -266,7 +288,7 @@ def update_adverse_event(data_dir: str | Path, participant: str, ae_id: str, cha
     op = _norm_operator(operator)
     note_text = _norm_text("note", note, MAX_NOTE_CHARS, required=False)
     visit, session = _session_context(session_dir, participant)
-    path = ae_log_path(data_dir, participant)
+    path = _writable_log_path(data_dir, participant)
     if not path.exists():
         raise AdverseEventError(f"ae_id: participant {participant} has no adverse events recorded ({path} does not exist)")
     with _locked(path):

@@ -9,15 +9,27 @@ Layout of ``<data>/<participant>/<visit>-<UTC stamp>/``:
   newline (64 zeros for the first line). Each line is flushed and fsync'd as it is written.
 - ``ratings.csv``   one row per rating prompt (rebuildable from ``rating`` events).
 - ``devices.csv``   device samples over time.
+
+Both CSV tables keep a running SHA-256 of the bytes written (`SessionFolder.table_hashes`); the session
+logs it as ``tables`` at every phase exit and at the end, so `verify` finds an edited, truncated or
+extended table. After each phase and at the end the log's head is anchored in the data folder's ledger
+(record/ledger.py).
+
+File modes: folders 0750 and files 0640 (before the umask): the operator's account and group may read,
+other local users cannot. A lab that wants an analysts' group gives the data folder that group (and
+the setgid bit, so new folders inherit it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import hashlib
+import io
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -25,9 +37,16 @@ from pathlib import Path
 from typing import Any
 
 from cpm_session.errors import SessionError
-from cpm_session.record.schema import DEVICE_COLUMNS, GENESIS, RATING_COLUMNS
+from cpm_session.ids import clean_value
+from cpm_session.record.schema import AE_LOG, DEVICE_COLUMNS, GENESIS, RATING_COLUMNS
 
 __all__ = ["DEVICE_COLUMNS", "GENESIS", "RATING_COLUMNS"]
+
+DIR_MODE = 0o750
+FILE_MODE = 0o640
+"""Modes of what the program creates (see the module docstring)."""
+SESSION_DIR_PATTERN = re.compile(r"^[a-z][a-z0-9_-]*-\d{8}T\d{6}Z$")
+"""`<visit>-<UTC stamp>`: the name of a session folder."""
 
 # --- durability switch for scratch runs (power / simulate-trial in a temporary folder) -------------------
 _DURABLE: ContextVar[bool] = ContextVar("cpm_session_durable", default=True)
@@ -76,12 +95,18 @@ def file_sha256(path: str | Path) -> str:
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write `obj` as JSON to `path` via a temporary file, fsync and rename, so a crash leaves old or new."""
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, ensure_ascii=False, default=str)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    text = json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):  # a full disk must not leave an empty temporary behind
+            tmp.unlink()
+        raise
     _fsync_dir(path.parent)
 
 
@@ -116,9 +141,12 @@ def read_events(path: str | Path) -> tuple[list[dict[str, Any]], str | None]:
     events = []
     for i, line in enumerate(lines, start=1):
         try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise SessionError(f"{path}: line {i} is not valid JSON ({e})") from e
+            ev = json.loads(line)
+        except (ValueError, RecursionError) as e:  # JSON, encoding, nesting
+            raise SessionError(f"{path}: line {i} is not valid JSON ({str(e)[:200]})") from None
+        if not isinstance(ev, dict):
+            raise SessionError(f"{path}: line {i} is not a JSON object")
+        events.append(ev)
     return events, problem
 
 
@@ -139,7 +167,7 @@ class EventLog:
             data = path.read_bytes().rstrip(b"\n").split(b"\n")
             if data and data[0]:
                 self.prev = line_hash(data[-1])
-        self._f = open(path, "ab")
+        self._f = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE), "ab")
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     def _truncate_torn_tail(self) -> None:
@@ -159,7 +187,7 @@ class EventLog:
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
         """Append one event with session time, wall time and the hash of the previous line."""
         rec: dict[str, Any] = {"seq": self.seq, "t": round(self._now(), 6), "wall": iso(utc_now()), "event": event}
-        rec.update(fields)
+        rec.update(clean_value(fields))  # no control characters in stored text
         rec["prev"] = self.prev
         line = json.dumps(rec, ensure_ascii=False, default=str, allow_nan=False).encode("utf-8")
         self._f.write(line + b"\n")
@@ -179,25 +207,47 @@ class EventLog:
 
 
 class CsvAppender:
-    """Append rows to a CSV file with a header, flushing every row."""
+    """Append rows to a CSV file with a header, flushing every row and keeping a running SHA-256 of its bytes."""
 
     def __init__(self, path: Path, columns: list[str], fsync_every: int = 1) -> None:
         new = not path.exists()
-        self._f = open(path, "a", newline="", encoding="utf-8")
-        self._w = csv.DictWriter(self._f, fieldnames=columns, extrasaction="ignore")
+        self.path = path
+        self._columns = columns
+        self._hash = hashlib.sha256()
+        self.rows = 0
+        self.bytes = 0
+        if not new:
+            data = path.read_bytes()
+            self._hash.update(data)
+            self.bytes = len(data)
+            self.rows = max(0, data.count(b"\n") - 1)
+        self._f = os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE), "ab")
         self._every = fsync_every
         self._n = 0
         if new:
-            self._w.writeheader()
-            self._f.flush()
+            buf = io.StringIO()
+            csv.writer(buf).writerow(columns)
+            self._put(buf.getvalue().encode("utf-8"))
+
+    def _put(self, data: bytes) -> None:
+        self._f.write(data)
+        self._f.flush()
+        self._hash.update(data)
+        self.bytes += len(data)
 
     def write(self, row: dict[str, Any]) -> None:
         """Append a row and flush it (fsync every `fsync_every` rows)."""
-        self._w.writerow(row)
-        self._f.flush()
+        buf = io.StringIO()
+        csv.DictWriter(buf, fieldnames=self._columns, extrasaction="ignore").writerow(clean_value(dict(row)))
+        self._put(buf.getvalue().encode("utf-8"))
+        self.rows += 1
         self._n += 1
         if self._every and self._n % self._every == 0:  # 0 = no per-row fsync (scratch runs)
             os.fsync(self._f.fileno())
+
+    def digest(self) -> dict[str, Any]:
+        """Return {rows, bytes, sha256} of everything written to the file so far (header included)."""
+        return {"rows": self.rows, "bytes": self.bytes, "sha256": self._hash.hexdigest()}
 
     def close(self) -> None:
         """Flush, fsync and close (idempotent)."""
@@ -229,16 +279,24 @@ class SessionFolder:
                durable: bool | None = None) -> SessionFolder:
         """Create a new session folder; refuse (SessionError) if it exists or cannot be written."""
         start = start or utc_now()
+        check_data_dir(data_dir)
+        check_participant_spelling(data_dir, participant)
+        if header.get("operator") is not None:
+            from cpm_session.ids import validate_operator
+
+            header = dict(header, operator=validate_operator(header["operator"]))
         parent = Path(data_dir) / participant
         path = parent / f"{visit}-{stamp(start)}"
         try:
-            parent.mkdir(parents=True, exist_ok=True)
-            path.mkdir(exist_ok=False)
+            Path(data_dir).mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+            parent.mkdir(mode=DIR_MODE, exist_ok=True)
+            path.mkdir(mode=DIR_MODE, exist_ok=False)
         except FileExistsError:
             raise SessionError(f"session folder {path} already exists; refusing to write over it") from None
         except OSError as e:
             raise SessionError(f"cannot create session folder {path}: {e.strerror or e}") from e
-        header = dict(header, participant=participant, visit=visit, start_utc=iso(start), status="running")
+        header = dict(clean_value(header), participant=participant, visit=visit, start_utc=iso(start),
+                      status="running")
         try:
             write_json_atomic(path / "session.json", header)
         except OSError as e:
@@ -266,6 +324,21 @@ class SessionFolder:
         header["log_events"] = self.log.seq
         write_json_atomic(self.path / "session.json", header)
         return header
+
+    def table_hashes(self) -> dict[str, dict[str, Any]]:
+        """Return {file: {rows, bytes, sha256}} of the CSV tables as written so far (logged as `tables`)."""
+        return {"ratings.csv": self.ratings.digest(), "devices.csv": self.devices.digest()}
+
+    @property
+    def subject(self) -> str:
+        """Return this session's name in its data folder's ledger: ``<participant>/<folder>``."""
+        return f"{self.path.parent.name}/{self.path.name}"
+
+    def anchor(self, point: str) -> dict[str, Any]:
+        """Anchor the log's head (hash and line count) in the data folder's ledger after `point`."""
+        from cpm_session.record.ledger import anchor
+
+        return anchor(self.path.parent.parent, self.subject, self.log.prev, self.log.seq, point)
 
     def close(self) -> None:
         """Close every file (idempotent, never raises)."""
@@ -305,3 +378,53 @@ def set_path(obj: dict[str, Any], parts: list[str], value: Any) -> None:
             cur[part] = nxt
         cur = nxt
     cur[parts[-1]] = value
+
+
+def is_session_dir(p: Path) -> bool:
+    """Return True if `p` is a session folder (it holds session.json or events.jsonl)."""
+    return (p / "session.json").exists() or (p / "events.jsonl").exists()
+
+
+def is_participant_dir(p: Path) -> bool:
+    """Return True if `p` looks like a participant folder (an adverse-event log or a session folder in it)."""
+    if (p / AE_LOG).exists():
+        return True
+    try:
+        return any(is_session_dir(c) for c in p.iterdir() if SESSION_DIR_PATTERN.fullmatch(c.name) and c.is_dir())
+    except OSError:
+        return False
+
+
+def check_data_dir(data_dir: str | Path) -> Path:
+    """Return `data_dir` as a Path if sessions may be created below it; raise SessionError if it is empty text,
+    or a session folder or participant folder (or inside one): a session is never nested in another."""
+    if not str(data_dir).strip():
+        raise SessionError("--data is empty: give the data folder (e.g. data), never the working directory by accident")
+    p = Path(data_dir).expanduser().absolute()
+    for anc in (p, *p.parents):
+        if not anc.is_dir():
+            continue
+        if is_session_dir(anc):
+            raise SessionError(f"--data {data_dir} is inside the session folder {anc}; give the data folder that "
+                               f"holds <participant>/<visit>-<stamp>/")
+        if is_participant_dir(anc):
+            raise SessionError(f"--data {data_dir} is inside the participant folder {anc}; give the data folder "
+                               f"above it")
+    return Path(data_dir)
+
+
+def check_participant_spelling(data_dir: str | Path, participant: str) -> None:
+    """Refuse a participant ID that already exists in `data_dir` in another spelling (P001 vs p001)."""
+    from cpm_session.ids import same_participant_other_spelling
+
+    root = Path(data_dir)
+    if (root / participant).is_dir() or not root.is_dir():
+        return
+    try:
+        names = [c.name for c in root.iterdir() if c.is_dir()]
+    except OSError:
+        return
+    other = same_participant_other_spelling(participant, names)
+    if other:
+        raise SessionError(f"participant {participant!r} already exists in {root} as {other!r}: IDs are "
+                           f"case-insensitive; use {other!r}")

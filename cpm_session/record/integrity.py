@@ -104,7 +104,7 @@ def check_chain(path: Path, *, name: str | None = None) -> tuple[list[dict[str, 
             ev = json.loads(line)
             if not isinstance(ev, dict):
                 raise ValueError("not a JSON object")
-        except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as e:
+        except (ValueError, RecursionError) as e:  # JSON, encoding, nesting, not an object
             bad_json += 1
             if first_break is None:
                 first_break = f"{name} line {no}: not a valid JSON object ({e}); the line was changed or damaged"
@@ -166,8 +166,8 @@ def check_seq(events: list[dict[str, Any]], *, name: str) -> list[str]:
 def _read_header(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     try:
         header = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        return None, f"session.json cannot be read: {e}"
+    except (OSError, ValueError, RecursionError) as e:
+        return None, f"session.json cannot be read: {str(e)[:200]}"
     if not isinstance(header, dict):
         return None, "session.json is not a JSON object"
     return header, None
@@ -203,9 +203,20 @@ def _check_header_vs_log(header: dict[str, Any], lines: list[bytes], result: Ver
         if live:
             result.notes.append(f"events.jsonl has {extra} event(s) after the last header update (status "
                                 f"{status!r}: the session is still running or its process was killed)")
+        elif _event_at(lines[recorded_n]) == "resume_session":  # killed between resume's first line and its header
+            result.notes.append(f"events.jsonl has {extra} event(s) after session.json's record, starting with a "
+                                f"resume: a resume was killed before it updated the header")
         else:
             result.problems.append(f"events.jsonl has {extra} event(s) after session.json's record although the "
                                    f"session is {status!r}: lines {recorded_n + 1}..{n} were appended after it closed")
+
+
+def _event_at(line: bytes) -> object:
+    try:
+        ev = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return ev.get("event") if isinstance(ev, dict) else None
 
 
 def _num_equal(a: str, b: object) -> bool:
@@ -230,11 +241,31 @@ def _as_rating(ev: dict[str, Any]) -> dict[str, Any]:
             "intensity": ev.get("kpa", ev.get("intensity"))}
 
 
-def _check_ratings(path: Path, events: list[dict[str, Any]], live: bool, result: VerifyResult) -> None:
+def read_table_bytes(path: Path, result: VerifyResult) -> bytes | None:
+    """Return a CSV table's bytes without a torn last row (no final newline: a write cut short by a kill or a
+    full disk, noted, and cut by `resume` before anything else is written); None if unreadable."""
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        data = path.read_bytes()
+    except OSError as e:
+        result.problems.append(f"{path.name} cannot be read: {e.strerror or e}")
+        return None
+    if data and not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1
+        result.notes.append(f"{path.name}: torn last row of {len(data) - keep} bytes (a write cut short by a kill "
+                            f"or a full disk); `cpm-session resume` cuts it")
+        data = data[:keep]
+    return data
+
+
+def _check_ratings(path: Path, events: list[dict[str, Any]], live: bool, result: VerifyResult) -> None:
+    import io
+
+    data = read_table_bytes(path, result)
+    if data is None:
+        return
+    try:
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))
+    except (UnicodeDecodeError, csv.Error) as e:
         result.problems.append(f"ratings.csv cannot be read: {e}")
         return
     rating_events = [_as_rating(ev) for ev in events if ev.get("event") in RATING_SOURCE_EVENTS]
@@ -291,6 +322,11 @@ def verify_session_report(path: str | Path) -> VerifyResult:
             result.problems.append(err)
     live = bool(header and header.get("status") in LIVE_STATUSES)
     events: list[dict[str, Any]] = []
+    lines: list[bytes] = []
+    for fname in SESSION_FILES:
+        if (path / fname).is_symlink():
+            result.problems.append(f"{fname} is a symbolic link; a session file is always a regular file")
+            return result
     if (path / "events.jsonl").is_file():
         events, lines, chain_problems = check_chain(path / "events.jsonl")
         if live:  # a killed process may leave half a line; `cpm-session resume` keeps it in events.torn
@@ -307,6 +343,8 @@ def verify_session_report(path: str | Path) -> VerifyResult:
             _check_ratings(path / "ratings.csv", events, live, result)
     if (path / "devices.csv").is_file():
         _check_devices(path / "devices.csv", result)
+    if header is not None and events and not any("hash chain broken" in p for p in result.problems):
+        check_record(path, header, events, lines, result)
     if (path / TORN_FILE).is_file():
         result.notes.append(f"{TORN_FILE} holds the torn tail of a killed process, kept when the log was resumed")
     if header is not None and header.get("amendments"):
@@ -323,10 +361,26 @@ def verify_ae_log(path: str | Path) -> VerifyResult:
     """Verify one participant's ``adverse_events.jsonl`` (hash chain and seq)."""
     path = Path(path)
     result = VerifyResult(path, "adverse_events")
-    events, _lines, problems = check_chain(path, name=f"{path.parent.name}/{path.name}")
+    if path.is_symlink():
+        result.problems.append(f"{path} is a symbolic link; an adverse-event log is always a regular file")
+        return result
+    events, lines, problems = check_chain(path, name=f"{path.parent.name}/{path.name}")
     result.problems.extend(problems)
     if not problems and all("seq" in ev for ev in events):
         result.problems.extend(check_seq(events, name=f"{path.parent.name}/{path.name}"))
+    if not problems:
+        from cpm_session.record.ledger import LedgerError, check_anchors, read_ledger
+
+        try:
+            led = read_ledger(path.parent.parent)
+        except LedgerError as e:
+            result.problems.append(str(e))
+            return result
+        subject = f"{path.parent.name}/{path.name}"
+        expect = bool(led.for_subject(subject)) or any(ev.get("anchored") for ev in events)
+        p2, n2 = check_anchors(led, subject, lines, expect_anchor=expect, closed=True)
+        result.problems.extend(p2)
+        result.notes.extend(n2)
     return result
 
 
@@ -363,6 +417,200 @@ def verify_path(path: str | Path) -> list[VerifyResult]:
         raise IntegrityError(f"{path}: no session folders (holding session.json or events.jsonl) and no "
                              f"{AE_LOG} found below it")
     return results
+
+
+# --------------------------------------------------------------------------------------------- record vs log
+
+CLOSING_EVENTS = ("results", "session_end")
+"""Events written after the last phase's anchor and before the final one (a kill in between is no tamper)."""
+
+
+def _norm(x: Any) -> Any:
+    return json.loads(json.dumps(x, default=str, allow_nan=True))
+
+
+def _first_difference(a: Any, b: Any, where: str = "") -> str | None:
+    """Return the dotted path of the first difference between two JSON values (numbers compared with a
+    tolerance), or None when they are equal."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            d = _first_difference(a.get(k), b.get(k), f"{where}.{k}" if where else str(k))
+            if d is not None:
+                return d
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return where or "."
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            d = _first_difference(x, y, f"{where}[{i}]")
+            if d is not None:
+                return d
+        return None
+    if isinstance(a, bool) or isinstance(b, bool) or not (isinstance(a, int | float) and isinstance(b, int | float)):
+        return None if a == b else (where or ".")
+    if math.isnan(a) or math.isnan(b):
+        return None if math.isnan(a) and math.isnan(b) else where
+    return None if math.isclose(a, b, rel_tol=FLOAT_TOLERANCE, abs_tol=1e-6) else where
+
+
+def phase_outputs(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return the outputs of the completed phases a log records, as the session holds them at its end
+    (a resume keeps only the phases it lists in `kept_phases`)."""
+    completed: dict[str, Any] = {}
+    for ev in events:
+        if ev.get("event") == "phase_exit" and ev.get("status") == "completed" and isinstance(ev.get("phase"), str):
+            completed[ev["phase"]] = ev.get("output", {})
+        elif ev.get("event") == "resume_session":
+            kept = ev.get("kept_phases") or []
+            completed = {k: v for k, v in completed.items() if k in kept}
+    return completed
+
+
+def results_from_log(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Recompute a session's `results` block from its log (record/derive does the arithmetic); None when the
+    log carries no phase outputs (written by an older version or a synthetic writer)."""
+    from cpm_session.record.derive import session_results
+
+    if not any(ev.get("event") == "phase_exit" and "output" in ev for ev in events):
+        return None
+    start = next((ev for ev in events if ev.get("event") == "session_start"), {})
+    derivation = start.get("derivation")
+    if not isinstance(derivation, dict) or "cpm_threshold_abs" not in derivation:
+        return None
+    outputs = phase_outputs(events)
+    cal = outputs.get("calibration") if isinstance(outputs.get("calibration"), dict) else {}
+    unit = cal.get("ts_unit") if cal else None
+    logged = next((ev for ev in reversed(events) if ev.get("event") == "results"), None)
+    modality = "pressure" if unit == "kPa" else "thermal" if unit == "C" else \
+        (logged.get("ts_modality") if logged else None) or "thermal"
+    try:
+        return _norm(session_results(outputs, str(modality), derivation))
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return None
+
+
+def _closing_status(events: list[dict[str, Any]]) -> str | None:
+    """Return the status the log says the session has: the last session_end's, 'running' after a resume."""
+    for ev in reversed(events):
+        if ev.get("event") == "session_end":
+            return str(ev.get("status"))
+        if ev.get("event") == "resume_session":
+            return "running"
+    return "running" if any(ev.get("event") == "session_start" for ev in events) else None
+
+
+def _check_tables(path: Path, events: list[dict[str, Any]], closed: bool, result: VerifyResult) -> None:
+    """Compare ratings.csv / devices.csv with the running hashes the log recorded (`tables`)."""
+    last = next(((ev.get("seq"), ev["tables"]) for ev in reversed(events)
+                 if isinstance(ev.get("tables"), dict)), None)
+    if last is None:
+        return
+    seq, tables = last
+    end: dict[str, Any] = next((ev for ev in reversed(events) if ev.get("event") == "session_end"), {})
+    final = bool(closed and end.get("seq") == seq)
+    for name, rec in tables.items():
+        if name not in ("ratings.csv", "devices.csv") or not isinstance(rec, dict):
+            continue
+        n, h = rec.get("bytes"), rec.get("sha256")
+        if not isinstance(n, int) or not isinstance(h, str):
+            continue
+        if any(p.startswith(name) for p in result.problems):
+            continue  # already explained row by row
+        import hashlib
+
+        scratch = VerifyResult(path, "session")
+        data = read_table_bytes(path / name, scratch)
+        if data is None:
+            result.problems.extend(scratch.problems)
+            continue
+        if len(data) < n:
+            result.problems.append(f"{name} has {len(data)} bytes but the log (seq {seq}) recorded {n} "
+                                   f"({rec.get('rows')} rows): rows were deleted or the table was truncated")
+        elif hashlib.sha256(data[:n]).hexdigest() != h:
+            result.problems.append(f"{name}: its first {n} bytes ({rec.get('rows')} rows) no longer match the "
+                                   f"SHA-256 the log recorded at seq {seq}: rows were edited, deleted or replaced")
+        elif final and len(data) > n:
+            result.problems.append(f"{name} has {len(data) - n} byte(s) after the end the log recorded when the "
+                                   f"session closed: rows were appended afterwards")
+
+
+def check_record(path: Path, header: dict[str, Any], events: list[dict[str, Any]], lines: list[bytes],
+                 result: VerifyResult) -> None:
+    """Check a session's header, folder name, status, results, tables and ledger anchors against its log."""
+    start = next((ev for ev in events if ev.get("event") == "session_start"), None)
+    if start is not None:
+        for k, v in start.items():
+            if k in ("seq", "t", "wall", "event", "prev"):
+                continue
+            if _first_difference(_norm(header.get(k)), _norm(v)) is not None:
+                result.problems.append(f"session.json {k} is {header.get(k)!r} but the log's session_start says "
+                                       f"{v!r}: the header was edited")
+                break
+        pid, visit = start.get("participant"), start.get("visit")
+        if isinstance(pid, str) and path.parent.name != pid:
+            result.problems.append(f"the folder is below {path.parent.name!r} but its log belongs to participant "
+                                   f"{pid!r}: the session folder was moved or swapped")
+        elif isinstance(visit, str) and not path.name.startswith(f"{visit}-"):
+            result.problems.append(f"the folder is named {path.name!r} but its log is a {visit!r} visit: the session "
+                                   f"folder was renamed or swapped")
+        stamp_txt = str(header.get("start_utc", ""))
+        digits = re.sub(r"[^0-9]", "", stamp_txt)[:14]
+        if len(digits) == 14 and not path.name.endswith(f"{digits[:8]}T{digits[8:]}Z"):
+            result.problems.append(f"the folder name {path.name!r} does not match the start time {stamp_txt!r}: "
+                                   f"the folder was renamed or swapped, or start_utc was edited")
+    log_status = _closing_status(events)
+    status = header.get("status")
+    live = status in LIVE_STATUSES
+    recorded_n = header.get("log_events")
+    recorded_events = events
+    if isinstance(recorded_n, int) and not isinstance(recorded_n, bool) and 0 <= recorded_n <= len(events):
+        recorded_events = events[:recorded_n]  # the header was written when the log had this many lines
+        at_record = _closing_status(recorded_events)
+    else:
+        at_record = "running"  # the header of a new session, written before its log: it must say running
+    if at_record is not None and status != at_record and not (live and at_record in LIVE_STATUSES):
+        result.problems.append(f"session.json status is {status!r} but the log says {at_record!r}: the header "
+                               f"was edited")
+    elif log_status != at_record and live:
+        result.notes.append(f"the log says {log_status!r} after the header's last update: the process was killed "
+                            f"while closing or resuming")
+    res = header.get("results")
+    logged = next((ev for ev in reversed(recorded_events) if ev.get("event") == "results"), None)
+    if isinstance(res, dict) and not live:
+        if logged is not None:
+            body = {k: v for k, v in logged.items() if k not in ("seq", "t", "wall", "event", "prev")}
+            d = _first_difference(_norm(res), _norm(body))
+            if d is not None:
+                result.problems.append(f"session.json results.{d} differs from the log's results event (seq "
+                                       f"{logged.get('seq')}): the results were edited")
+        recomputed = results_from_log(recorded_events)
+        if recomputed is not None and not any("results" in p for p in result.problems):
+            d = _first_difference(_norm(res), recomputed)
+            if d is not None:
+                result.problems.append(f"session.json results.{d} is not what the log's phase outputs give "
+                                       f"(recomputed): the results were edited")
+    elif res is not None and not isinstance(res, dict):
+        result.problems.append(f"session.json results is {type(res).__name__}, not an object")
+    closed = not live and log_status not in (None, *LIVE_STATUSES)
+    _check_tables(path, events, closed, result)
+    from cpm_session.record.ledger import LedgerError, check_anchors, read_ledger
+
+    try:
+        led = read_ledger(path.parent.parent)
+    except LedgerError as e:
+        result.problems.append(str(e))
+        return
+    # each anchor follows its phase_exit at once; a kill can lose only the latest one, so a log with two or more
+    # anchoring phase exits must be in the ledger
+    expect = sum(ev.get("event") == "phase_exit" and "tables" in ev for ev in events) >= 2
+    anchors = led.for_subject(f"{path.parent.name}/{path.name}")
+    last_anchored = anchors[-1].get("events") if anchors else None
+    tail_closing = isinstance(last_anchored, int) and all(
+        ev.get("event") in CLOSING_EVENTS for ev in events[last_anchored:])
+    problems, notes = check_anchors(led, f"{path.parent.name}/{path.name}", lines, expect_anchor=expect,
+                                    closed=closed and not tail_closing)
+    result.problems.extend(problems)
+    result.notes.extend(notes)
 
 
 # --------------------------------------------------------------------------------------------- amendments

@@ -11,21 +11,22 @@ from pathlib import Path
 from typing import Any
 
 from cpm_session.errors import SessionError
-from cpm_session.record.folder import read_events, write_json_atomic
+from cpm_session.record.folder import read_events
 from cpm_session.record.schema import META_KEYS
 
 
 def load_session(session_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Return (session.json header, events) of a session folder; tolerate a torn last log line.
 
-    A missing or unreadable session.json is rebuilt from the log's `session_start` event (status running)."""
+    A missing or unreadable session.json is rebuilt in memory from the log's `session_start` event (status
+    running); nothing is written (a file that fails verification is evidence, never overwritten before it)."""
     d = Path(session_dir)
     if not (d / "events.jsonl").is_file():
         raise SessionError(f"{d} is not a session folder (no events.jsonl)")
     events, _problem = read_events(d / "events.jsonl")
     try:
         header = json.loads((d / "session.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError):
         header = None
     if not isinstance(header, dict):
         start = next((e for e in events if e.get("event") == "session_start"), None)
@@ -33,7 +34,6 @@ def load_session(session_dir: str | Path) -> tuple[dict[str, Any], list[dict[str
             raise SessionError(f"{d}: neither session.json nor a session_start event can be read") from None
         header = {k: v for k, v in start.items() if k not in META_KEYS}
         header["status"] = "running"
-        write_json_atomic(d / "session.json", header)
     return header, events
 
 
@@ -48,7 +48,7 @@ def find_baseline(data_dir: Path, participant: str, baseline_visit: str) -> dict
     for sj in sorted(pdir.glob(f"{baseline_visit}-*/session.json")):
         try:
             header = json.loads(sj.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        except (OSError, ValueError, RecursionError):
             continue
         if not isinstance(header, dict) or header.get("status") != "completed":
             continue

@@ -60,12 +60,10 @@ def repair_torn_csv(path: Path) -> int:
 
 
 def _verify_log(session_dir: Path) -> None:
-    from cpm_session.record.integrity import check_chain
+    """Refuse a session that fails the verification gate (chain, header, results, tables, ledger)."""
+    from cpm_session.record.gate import require_verified
 
-    _events, _lines, problems = check_chain(session_dir / "events.jsonl")
-    if problems:
-        raise SessionError(f"{session_dir}: the event log fails verification, so it cannot be resumed: "
-                           + "; ".join(problems[:3]))
+    require_verified(session_dir, "resumed")
 
 
 def _crash_loop(events: list[dict[str, Any]], restart: str) -> bool:

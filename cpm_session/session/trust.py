@@ -25,9 +25,9 @@ def baseline_problem(base: dict[str, Any], protocol: Protocol, cap_c: float) -> 
 
     The baseline folder must pass verification (hash chain, header and results recomputed from its log),
     and its intensity must be a finite number of the protocol's unit within today's limits."""
-    from cpm_session.record.integrity import verify_session_report
+    from cpm_session.record.gate import check
 
-    report = verify_session_report(Path(base["_dir"]))
+    report = check(Path(base["_dir"]))
     if not report.ok:
         return "it fails verification: " + "; ".join(report.problems[:3])
     res = base.get("results") or {}

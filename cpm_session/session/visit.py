@@ -145,7 +145,8 @@ def run_phases(ctx: Context, *, restart: str, done: set[str]) -> VisitOutcome:
             ctx.status(next_action="")
             out, trigger = RUNNERS[phase](ctx)
             ctx.outputs[phase] = out
-            ctx.log("phase_exit", phase=phase, status="completed", output=out)
+            ctx.log("phase_exit", phase=phase, status="completed", output=out, tables=ctx.folder.table_hashes())
+            anchor_log(ctx, phase)
             ctx.machine.go(trigger)
         status = "completed"
     except EmergencyStop as e:
@@ -191,6 +192,20 @@ def fidelity_inputs(session_dir: Path, status: str, cap_c: float) -> dict[str, A
             "cap_c": cap_c}
 
 
+def anchor_log(ctx: Context, point: str) -> None:
+    """Anchor the log's head in the data folder's ledger; a ledger that cannot be written is logged, never fatal."""
+    from cpm_session.errors import CpmError
+
+    assert ctx.folder is not None
+    try:
+        ctx.folder.anchor(point)
+    except (OSError, CpmError) as e:
+        if not getattr(ctx, "_ledger_warned", False):
+            ctx._ledger_warned = True  # type: ignore[attr-defined]
+            ctx.log("ledger_unavailable", point=point, error=str(e))
+            ctx.status(warning=f"ledger not written: {e}")
+
+
 def finish(ctx: Context, status: str, message: str = "") -> VisitOutcome:
     """Write the results, the `session_end` event and the final header; close the folder."""
     assert ctx.folder is not None
@@ -199,8 +214,9 @@ def finish(ctx: Context, status: str, message: str = "") -> VisitOutcome:
     try:
         if status == "completed":
             ctx.log("results", **res)
-        ctx.log("session_end", status=status, message=message)
+        ctx.log("session_end", status=status, message=message, tables=ctx.folder.table_hashes())
         ctx.folder.update_header(status=status, end_utc=iso(utc_now()), results=res, message=message)
+        anchor_log(ctx, "end")
     except OSError as e:
         if not ctx.write_failed:  # the end of a visit could not be recorded: it is not complete on disk
             status = "aborted"

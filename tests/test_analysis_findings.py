@@ -183,13 +183,13 @@ def test_simulate_trial_seeds_follow_the_seed_sequence(tmp_path: Path) -> None:
     assert len(set(seeds_a)) == 16 and not set(seeds_a) & set(seeds_b)
     assert [p.baseline_seed for p in plan_trial(8, ("drug", "placebo"), 0.0, 1)[0]] == [p.baseline_seed for p in a]
     for seed in (1, 2):
-        assert main(["simulate-trial", "--out", str(tmp_path / f"s{seed}"), "--n", "2", "--seed", str(seed)]) == 0
+        assert main(["simulate-trial", "--out", str(tmp_path / f"s{seed}"), "--n", "4", "--seed", str(seed)]) == 0
     recorded = {}
     for seed in (1, 2):
         for sj in sorted((tmp_path / f"s{seed}" / "data").glob("*/*/session.json")):
             hdr = json.loads(sj.read_text(encoding="utf-8"))
             recorded[(seed, hdr["participant"], hdr["visit"])] = hdr["seed"]
-    assert len(recorded) == 8 and len(set(recorded.values())) == 8  # every participant-visit of both runs differs
+    assert len(recorded) == 16 and len(set(recorded.values())) == 16  # every participant-visit of both runs differs
     ratings = {seed: pd.read_csv(next((tmp_path / f"s{seed}" / "data" / "P001").glob("baseline-*")) / "ratings.csv")
                for seed in (1, 2)}
     assert ratings[1]["rating"].tolist() != ratings[2]["rating"].tolist()

@@ -466,10 +466,15 @@ def phase_outputs(events: list[dict[str, Any]]) -> dict[str, Any]:
     return completed
 
 
-def results_from_log(events: list[dict[str, Any]]) -> dict[str, Any] | None:
+def results_from_log(events: list[dict[str, Any]], session_dir: Path | None = None,
+                     cap_c: Any = None) -> dict[str, Any] | None:
     """Recompute a session's `results` block from its log (record/derive does the arithmetic); None when the
-    log carries no phase outputs (written by an older version or a synthetic writer)."""
+    log carries no phase outputs (written by an older version or a synthetic writer).
+
+    The fidelity part is measured from what the closing `finish` saw: the events before its `results` /
+    `session_end` event and the devices.csv rows up to then (`session_dir`)."""
     from cpm_session.record.derive import session_results
+    from cpm_session.record.fidelity import read_device_rows
 
     if not any(ev.get("event") == "phase_exit" and "output" in ev for ev in events):
         return None
@@ -477,16 +482,32 @@ def results_from_log(events: list[dict[str, Any]]) -> dict[str, Any] | None:
     derivation = start.get("derivation")
     if not isinstance(derivation, dict) or "cpm_threshold_abs" not in derivation:
         return None
-    outputs = phase_outputs(events)
+    end_i = next((i for i in range(len(events) - 1, -1, -1) if events[i].get("event") == "session_end"), None)
+    fidelity: dict[str, Any] = {}
+    if end_i is not None:
+        cut = end_i - 1 if end_i > 0 and events[end_i - 1].get("event") == "results" else end_i
+        seen = events[:cut]
+        end_t = _as_float(events[end_i].get("t"))
+        rows = []
+        if session_dir is not None:
+            rows = [r for r in read_device_rows(session_dir / "devices.csv") if end_t is None or r[0] <= end_t + 1e-9]
+        cap = cap_c if isinstance(cap_c, int | float) and not isinstance(cap_c, bool) else start.get("thermode_cap_c")
+        fidelity = {"events": seen, "device_rows": rows, "status": str(events[end_i].get("status")),
+                    "cap_c": float(cap) if isinstance(cap, int | float) and not isinstance(cap, bool) else None}
+    outputs = phase_outputs(events[:end_i] if end_i is not None else events)
     cal = outputs.get("calibration") if isinstance(outputs.get("calibration"), dict) else {}
     unit = cal.get("ts_unit") if cal else None
     logged = next((ev for ev in reversed(events) if ev.get("event") == "results"), None)
     modality = "pressure" if unit == "kPa" else "thermal" if unit == "C" else \
         (logged.get("ts_modality") if logged else None) or "thermal"
     try:
-        return _norm(session_results(outputs, str(modality), derivation))
+        return _norm(session_results(outputs, str(modality), derivation, **fidelity))
     except (TypeError, ValueError, KeyError, AttributeError):
         return None
+
+
+def _as_float(x: Any) -> float | None:
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else None
 
 
 def _closing_status(events: list[dict[str, Any]]) -> str | None:
@@ -583,7 +604,7 @@ def check_record(path: Path, header: dict[str, Any], events: list[dict[str, Any]
             if d is not None:
                 result.problems.append(f"session.json results.{d} differs from the log's results event (seq "
                                        f"{logged.get('seq')}): the results were edited")
-        recomputed = results_from_log(recorded_events)
+        recomputed = results_from_log(recorded_events, path, header.get("thermode_cap_c"))
         if recomputed is not None and not any("results" in p for p in result.problems):
             d = _first_difference(_norm(res), recomputed)
             if d is not None:

@@ -153,6 +153,13 @@ class Questionnaires(_Strict):
     entry: Literal["participant", "staff"]
 
 
+class Sync(_Strict):
+    """Sync markers for other recorders (EEG, physiology): `[sync] lsl = true` asks for a marker stream."""
+
+    lsl: bool = False
+    stream_name: str = Field(default="cpm-session-markers", min_length=1, max_length=64)
+
+
 class Screen(_Strict):
     fullscreen: bool
     size: list[int] = Field(min_length=2, max_length=2)
@@ -204,6 +211,7 @@ class Protocol(_Strict):
     questionnaires: Questionnaires
     screen: Screen
     texts: Texts
+    sync: Sync = Sync()
     path: str = ""
     sha256: str = ""
 

@@ -61,12 +61,13 @@ def heat(ctx: Context, target_c: float, plateau_s: float, phase: str, trial: int
     ctx.wait_until(planned_t)
     thermode.launch()
     onset = ctx.clock.now()
+    ttl = ctx.sync.ttl_after_launch(thermode)  # station [sync] ttl_on_launch: the thermode's trigger output
     back_s = duration_s + abs(target_c - neutral) / th.return_c_per_s
     ctx.stim_end = onset + back_s
     ctx.log("stimulus", phase=phase, trial=trial, modality="thermal", target_c=round(target_c, 3),
             duration_s=round(duration_s, 4), plateau_s=plateau_s, planned_onset_t=round(planned_t, 6),
             onset_t=round(onset, 6), onset_error_s=round(onset - planned_t, 6),
-            **thermode.stimulus_details())
+            **thermode.stimulus_details(), **ttl)
     return onset, onset + back_s
 
 
@@ -105,6 +106,8 @@ def ts_trial(ctx: Context, phase: str, trial: int, planned_t: float, intensity: 
                 ctx.ui.show("fixation", ctx.p.texts.stimulus_on)
                 ctx.wait_until(back)
                 ctx.stim_end = -1.0
+                ctx.log("stimulus_end", phase=phase, trial=trial, modality="thermal" if thermal else "pressure",
+                        onset_t=round(onset, 6), end_t=round(back, 6))
                 if thermal:
                     ctx.stimulus_delivered(phase, trial, intensity, onset, back)
                 break

@@ -9,6 +9,9 @@ from cpm_session.errors import InvalidIdError
 PARTICIPANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,31}$")
 """2-32 characters: letters, digits, '-' and '_', starting with a letter or digit (e.g. P001, FM-012)."""
 
+RESERVED_IDS = ("pilot",)
+"""Top-level folder names of a data folder that are not participants (`pilot/` holds pilot runs)."""
+
 VISIT_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
@@ -26,6 +29,9 @@ def validate_participant_id(pid: object) -> str:
         raise InvalidIdError(
             f"participant ID {pid!r} is not a pseudonym: expected 2-32 letters, digits, '-' or '_' "
             f"starting with a letter or digit (pattern {PARTICIPANT_PATTERN.pattern})")
+    if pid.lower() in RESERVED_IDS:
+        raise InvalidIdError(f"participant ID {pid!r} is reserved (the data folder's {pid.lower()}/ holds pilot "
+                             "runs); choose another pseudonym")
     return pid
 
 

@@ -239,10 +239,28 @@ class SessionFolder:
                 pass
 
 
+PILOT_DIR = "pilot"
+"""Pilot runs (`cpm-session run --pilot`) write into `<data>/pilot/<participant>/...`: never study data."""
+
+
+def pilot_dir(data_dir: str | Path) -> Path:
+    """Return where pilot sessions of the data folder `data_dir` go."""
+    return Path(data_dir) / PILOT_DIR
+
+
+def is_study_entry(name: str) -> bool:
+    """Return False for a top-level entry of a data folder that holds no study sessions (pilot/, .cache, ...)."""
+    return name.lower() != PILOT_DIR and not name.startswith(".")
+
+
 def iter_session_dirs(data_dir: str | Path) -> Iterable[Path]:
-    """Yield every session folder (one holding session.json or events.jsonl) below `data_dir`, sorted."""
+    """Yield every session folder (one holding session.json or events.jsonl) below `data_dir`, sorted.
+
+    Pilot runs (`<data>/pilot/`) and hidden folders (`<data>/.cache/`) are not study data and are skipped."""
     root = Path(data_dir)
     for p in sorted(root.glob("*/*")):
+        if not is_study_entry(p.parent.name):
+            continue
         if p.is_dir() and ((p / "session.json").exists() or (p / "events.jsonl").exists()):
             yield p
 

@@ -113,13 +113,20 @@ def serial_latency(quick: bool) -> list[Row]:
 
 
 def rating_capture(quick: bool) -> list[Row]:
-    r = last_json(call("bench_rating_capture.py", "--n", "5" if quick else "20", gui=True))
-    c, ret = r["capture"], r["return"]
+    r = last_json(call("bench_rating_capture.py", "--n", "5" if quick else "20", "--moves", "10" if quick else "40",
+                       gui=True))
+    c, shown, ret, cont = r["capture"], r["shown"], r["return"], r["continuous"]
     return [Row("timing", f"Rating capture in the PsychoPy window: mouse release → rating registered ({r['n']} ratings)",
                 f"median {c['median_ms']:.1f} ms, p95 {c['p95_ms']:.1f} ms, max {c['max_ms']:.1f} ms"),
+            Row("timing", "Rating capture: mouse release → flip of the first frame showing the value",
+                f"median {shown['median_ms']:.1f} ms, p95 {shown['p95_ms']:.1f} ms, max {shown['max_ms']:.1f} ms"),
             Row("timing", "Rating capture: Confirm release → rate() returned",
                 f"median {ret['median_ms']:.1f} ms, max {ret['max_ms']:.1f} ms; rating error median "
-                f"{r['rating_error_points']['median']} points")]
+                f"{r['rating_error_points']['median']} points"),
+            Row("timing", f"Continuous rating: pointer moved → flip of the first frame whose sample shows it "
+                          f"({cont['moves']} moves)",
+                f"median {cont['shown']['median_ms']:.1f} ms, p95 {cont['shown']['p95_ms']:.1f} ms, max "
+                f"{cont['shown']['max_ms']:.1f} ms; {cont['missed']} missed; frame {cont['frame_ms']:.1f} ms")]
 
 
 def startup(quick: bool) -> list[Row]:

@@ -13,7 +13,8 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,31 @@ class Clicker(threading.Thread):
         if self.error is not None:
             raise self.error
         return self.value
+
+
+# --- the UI as the staff and a simulated participant see it -----------------------------------------
+@contextmanager
+def answering(ui: Any, responder: Callable[[Any], Any] | None = None,
+              chooser: Callable[[Any], Any] | None = None) -> Iterator[Any]:
+    """Attach a simulated participant (`responder` for ratings, `chooser` for choices) to `ui` for a while."""
+    old = ui.responder, ui.chooser
+    ui.responder, ui.chooser = responder, chooser
+    try:
+        yield ui
+    finally:
+        ui.responder, ui.chooser = old
+
+
+def wait_screen(ui: Any, prefix: str, timeout_s: float = 10.0) -> str:
+    """Wait until the staff view says the participant sees a screen whose name starts with `prefix`
+    (the UI updates it right after that screen's first frame); return that name."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        name = str(ui.status_view.state.get("screen", ""))
+        if name.startswith(prefix):
+            return name
+        time.sleep(0.005)
+    raise AssertionError(f"the participant screen did not become {prefix!r}* within {timeout_s} s")
 
 
 # --- looking at screenshots -------------------------------------------------------------------------

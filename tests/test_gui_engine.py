@@ -76,7 +76,7 @@ def run(protocol_path: Path, data_dir: Path, script: Callable[[], Any], shots: P
     from cpm_session.devices.factory import effective_cap
     from cpm_session.sim.world import build_devices as open_devices
     from cpm_session.sim.world import run_visit
-    from cpm_session.ui.psychopy_ui import PsychoPyUI
+    from cpm_session.ui.psychopy import PsychoPyUI
     from cpm_session.ui.status import StatusView
 
     protocol = load_protocol(protocol_path)

@@ -16,7 +16,7 @@ __all__ = ["display"]
 
 
 def test_fullscreen_window_fills_the_screen(display: str) -> None:
-    from cpm_session.ui.psychopy_ui import PsychoPyUI
+    from cpm_session.ui.psychopy import PsychoPyUI
 
     screen_w, screen_h = (int(v) for v in xdo("getdisplaygeometry").split())
     protocol = load_protocol(THERMAL)
@@ -33,7 +33,9 @@ def test_fullscreen_window_fills_the_screen(display: str) -> None:
         assert right - left == pytest.approx(min(screen_h, 0.72 * screen_w), abs=0.2)
         assert left + right == pytest.approx(screen_w, abs=0.2)  # centred
         ui.clock = RealClock(50.0)
-        assert ui.rate(prompt, lambda p: (20.0, 1.0)).value == 20.0
+        ui.responder = lambda p: (20.0, 1.0)
+        assert ui.rate(prompt).value == 20.0
+        ui.responder = None
         ui.show("welcome", t.welcome)  # unchanged since before open()
         ui.tick()
         shot = ARTIFACTS / "fullscreen_welcome.png"

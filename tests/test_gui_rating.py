@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import queue
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +13,19 @@ from cpm_session.config.protocol import load_protocol
 from cpm_session.ui.base import Choice, RatingPrompt
 from cpm_session.ui.status import StatusView
 from tests.conftest import THERMAL
-from tests.gui_helpers import ARTIFACTS, Clicker, Screen, centre, content_bbox, display, load_png, slider_x, xdo
+from tests.gui_helpers import (
+    ARTIFACTS,
+    Clicker,
+    Screen,
+    answering,
+    centre,
+    content_bbox,
+    display,
+    load_png,
+    slider_x,
+    wait_screen,
+    xdo,
+)
 
 pytestmark = pytest.mark.gui
 __all__ = ["display"]  # the session fixture, imported so pytest sees it
@@ -24,7 +35,7 @@ SHOTS = ARTIFACTS / "screens_rating"
 
 @pytest.fixture(scope="module")
 def ui(display: str) -> Iterator[Any]:
-    from cpm_session.ui.psychopy_ui import PsychoPyUI
+    from cpm_session.ui.psychopy import PsychoPyUI
 
     protocol = load_protocol(THERMAL)
     u = PsychoPyUI(protocol, RealClock(1.0), fullscreen=False, size=(1280, 800), screenshot_dir=SHOTS,
@@ -47,15 +58,12 @@ def prompt(ui: Any, timeout_s: float = 10.0, kind: str = "heat") -> RatingPrompt
 
 
 def run_rating(ui: Any, p: RatingPrompt, script: Any) -> tuple[Any, Any]:
-    """Run ui.rate(p) in this thread while `script(geometry)` clicks in another; return (result, script value)."""
-    shown: queue.Queue[dict[str, Any]] = queue.Queue()
-    ui.on_prompt = lambda _p, geom: shown.put(geom)
-    clicker = Clicker(lambda: script(shown.get(timeout=10)))
+    """Run ui.rate(p) in this thread while `script(geometry)` clicks in another, once the prompt is on
+    screen (the geometry is the one the session logs: prompt_geometry()); return (result, script value)."""
+    geometry = ui.prompt_geometry(p)
+    clicker = Clicker(lambda: (wait_screen(ui, f"rating_{p.kind}"), script(geometry))[1])
     clicker.start()
-    try:
-        result = ui.rate(p, None)
-    finally:
-        ui.on_prompt = None
+    result = ui.rate(p)
     return result, clicker.result()
 
 
@@ -91,7 +99,8 @@ def test_click_at_a_fraction_of_the_scale_records_that_rating(ui: Any, screen: S
 
 def test_confirm_button_is_grey_until_a_value_is_chosen(ui: Any) -> None:
     """The first frame (no value) and the first answered frame were saved by the screenshot dir."""
-    ui.rate(prompt(ui), lambda p: (50.0, 0.3))  # makes sure both screens were shown (if run alone)
+    with answering(ui, lambda p: (50.0, 0.3)):
+        ui.rate(prompt(ui))  # makes sure both screens were shown (if run alone)
     ui.flush_screenshots()
     geom = ui.prompt_geometry(prompt(ui))
     x, y = (int(v) for v in centre(geom["confirm_px"]))
@@ -141,7 +150,7 @@ def test_time_out_gives_none_even_with_an_unconfirmed_value(ui: Any, screen: Scr
     ui.clock = RealClock(10.0)  # 6 session s = 0.6 wall s
     try:
         t0 = time.perf_counter()
-        result = ui.rate(prompt(ui, timeout_s=6.0), None)
+        result = ui.rate(prompt(ui, timeout_s=6.0))
         assert result.value is None and result.rt_s is None
         assert 0.55 < time.perf_counter() - t0 < 1.5
 
@@ -158,20 +167,26 @@ def test_time_out_gives_none_even_with_an_unconfirmed_value(ui: Any, screen: Scr
 def test_responder_places_the_marker_after_its_response_time(ui: Any) -> None:
     ui.clock = RealClock(5.0)
     seen: list[str] = []
-    ui.on_prompt = lambda p, g: seen.append(ui.status_view.state["screen"])
+
+    def responder(p: RatingPrompt) -> tuple[float, float]:
+        seen.append(ui.status_view.state["screen"])  # asked once the prompt is on screen
+        return 37.5, 2.0  # 2 session s = 0.4 wall s
+
+    ui.show("welcome", ui.protocol.texts.welcome)
     try:
         t0 = time.perf_counter()
-        result = ui.rate(prompt(ui), lambda p: (37.5, 2.0))  # 2 session s = 0.4 wall s
+        with answering(ui, responder):
+            result = ui.rate(prompt(ui))
         assert seen == ["rating_heat (ts_pre #1)"]  # the staff view shows the prompt while it is up ...
-        assert ui.status_view.state["screen"] == ui._screen.name  # ... and the plain screen again after
+        assert ui.status_view.state["screen"] == "welcome"  # ... and the plain screen again after
         assert result.value == 37.5
         assert result.rt_s == pytest.approx(2.0, abs=0.3)
         assert time.perf_counter() - t0 < 1.5
-        result = ui.rate(prompt(ui, timeout_s=3.0), lambda p: (None, 3.0))
+        with answering(ui, lambda p: (None, 3.0)):
+            result = ui.rate(prompt(ui, timeout_s=3.0))
         assert result.value is None
     finally:
         ui.clock = RealClock(1.0)
-        ui.on_prompt = None
 
 
 def test_a_pause_inside_a_rating_does_not_eat_the_answer_time(ui: Any, screen: Screen) -> None:
@@ -220,18 +235,20 @@ def test_choice_buttons_are_clickable(ui: Any, screen: Screen, options: list[str
     assert all(0 <= b[0] < b[2] <= 1280 and 0 <= b[1] < b[3] <= 800 for b in boxes)
     clicker = Clicker(lambda: (time.sleep(0.3), screen.press_release(*centre(boxes[pick]))))
     clicker.start()
-    assert ui.choose(choice, None) == pick
+    assert ui.choose(choice) == pick
     clicker.result()
 
 
 def test_choice_times_out_and_takes_a_responder(ui: Any) -> None:
     ui.clock = RealClock(20.0)
     try:
-        assert ui.choose(Choice("Q?", ["a", "b"], timeout_s=10), None) is None
-        assert ui.choose(Choice("Q?", ["yes", "no"], timeout_s=10), lambda c: 1) == 1
-        assert ui.choose(Choice("Q?", ["yes", "no"], timeout_s=None), lambda c: None) is None
-        with pytest.raises(ValueError, match="option 5"):
-            ui.choose(Choice("Q?", ["yes", "no"]), lambda c: 5)
+        assert ui.choose(Choice("Q?", ["a", "b"], timeout_s=10)) is None
+        with answering(ui, chooser=lambda c: 1):
+            assert ui.choose(Choice("Q?", ["yes", "no"], timeout_s=10)) == 1
+        with answering(ui, chooser=lambda c: None):
+            assert ui.choose(Choice("Q?", ["yes", "no"], timeout_s=None)) is None
+        with answering(ui, chooser=lambda c: 5), pytest.raises(ValueError, match="option 5"):
+            ui.choose(Choice("Q?", ["yes", "no"]))
     finally:
         ui.clock = RealClock(1.0)
 
@@ -260,3 +277,33 @@ def test_staff_note_is_typed_into_the_window(ui: Any, screen: Screen) -> None:
         ui.key_handler = None
     assert got == ["AE: red skin,", None]
     assert keys == ["n", "n"]  # 's', 'p', Escape typed into the entry never reached the handler
+
+
+def test_keys_pressed_by_software_reach_the_handler_from_every_frame_loop(ui: Any, screen: Screen) -> None:
+    """press(key, at_t) (a scripted test, a simulated staff member) is delivered like a typed key, from
+    tick(), rate(), choose() and the staff's text box alike; 'h' toggles the help overlay."""
+    got: list[tuple[str, str]] = []
+    ui.key_handler = lambda key: got.append((key, str(ui.status_view.state.get("screen"))))
+    clock = ui.clock
+    try:
+        ui.show("welcome", ui.protocol.texts.welcome)
+        ui.press("space", clock.now())
+        ui.tick()
+        assert got == [("space", "welcome")]
+        ui.press("s", clock.now() + 0.3)
+        with answering(ui, lambda p: (70.0, 0.6)):
+            assert ui.rate(prompt(ui)).value == 70.0
+        ui.press("w", clock.now() + 0.2)
+        with answering(ui, chooser=lambda c: 1):
+            assert ui.choose(Choice("Q?", ["a", "b"], timeout_s=10)) == 1
+        ui.press("h", clock.now() + 0.2)
+        clicker = Clicker(lambda: (time.sleep(0.6), screen.type("ok"), screen.key("Return")))
+        clicker.start()
+        assert ui.ask_text("Note") == "ok"
+        clicker.result()
+    finally:
+        ui.key_handler = None
+    assert [k for k, _ in got] == ["space", "s", "w", "h"]
+    assert got[1][1].startswith("rating_heat") and got[2][1].startswith("choice_list")
+    assert ui.help_visible
+    ui.help_visible = False

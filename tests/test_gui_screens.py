@@ -17,7 +17,7 @@ from cpm_session.config.protocol import load_protocol
 from cpm_session.ui.base import STAFF_KEYS, Choice, RatingPrompt
 from cpm_session.ui.status import StatusView
 from tests.conftest import THERMAL
-from tests.gui_helpers import SCREENS, Clicker, Screen, content_bbox, display, load_png
+from tests.gui_helpers import SCREENS, Clicker, Screen, answering, content_bbox, display, load_png
 
 pytestmark = pytest.mark.gui
 __all__ = ["display"]
@@ -28,7 +28,7 @@ EDGE_MARGIN_PX = 6
 
 @pytest.fixture(scope="module")
 def ui(display: str) -> Iterator[Any]:
-    from cpm_session.ui.psychopy_ui import PsychoPyUI
+    from cpm_session.ui.psychopy import PsychoPyUI
 
     u = PsychoPyUI(load_protocol(THERMAL), RealClock(20.0), fullscreen=False, size=(1280, 800),
                    screenshot_dir=SCREENS, status=StatusView(enabled=False))
@@ -81,14 +81,15 @@ def test_every_screen_is_saved_non_blank_and_unclipped(ui: Any) -> None:
         ui.tick()
         ui.tick()
     t = ui.protocol.texts
-    for kind, question in (("heat", t.rate_heat), ("hand", t.rate_hand), ("pressure", t.rate_pressure)):
-        ui.rate(RatingPrompt("x", 1, question, t.anchor_low, t.anchor_high, t.confirm, 30.0, kind=kind),
-                lambda p: (55.0, 2.0))
-    ui.choose(Choice("Over the past week, how often did you feel tense or 'wound up'?",
-                     ["Most of the time", "A lot of the time", "From time to time, occasionally", "Not at all"], 20),
-              lambda c: 2)
-    ui.choose(Choice("Pain in the last 24 hours (0 = none, 10 = worst)", [str(i) for i in range(11)], 20),
-              lambda c: 4)
+    with answering(ui, lambda p: (55.0, 2.0)):
+        for kind, question in (("heat", t.rate_heat), ("hand", t.rate_hand), ("pressure", t.rate_pressure)):
+            ui.rate(RatingPrompt("x", 1, question, t.anchor_low, t.anchor_high, t.confirm, 30.0, kind=kind))
+    with answering(ui, chooser=lambda c: 2):
+        ui.choose(Choice("Over the past week, how often did you feel tense or 'wound up'?",
+                         ["Most of the time", "A lot of the time", "From time to time, occasionally", "Not at all"],
+                         20))
+    with answering(ui, chooser=lambda c: 4):
+        ui.choose(Choice("Pain in the last 24 hours (0 = none, 10 = worst)", [str(i) for i in range(11)], 20))
     ui.help_visible = True
     ui.tick()
     ui.help_visible = False
@@ -174,7 +175,7 @@ def test_an_exception_from_the_handler_unwinds_tick_and_rate(ui: Any) -> None:
         clicker.start()
         t0 = time.perf_counter()
         with pytest.raises(Stop):
-            ui.rate(prompt, None)  # 200 session s = 10 wall s unless Escape unwinds it
+            ui.rate(prompt)  # 200 session s = 10 wall s unless Escape unwinds it
         assert time.perf_counter() - t0 < 3
         clicker.result()
     finally:

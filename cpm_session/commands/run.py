@@ -86,7 +86,7 @@ def make_ui(args: argparse.Namespace, protocol, clock):  # type: ignore[no-untyp
         if not args.simulate:
             raise CpmError("--ui headless needs --simulate: a real participant needs the rating screen")
         return HeadlessUI(clock)
-    from cpm_session.ui.psychopy_ui import PsychoPyUI
+    from cpm_session.ui.psychopy import PsychoPyUI
     from cpm_session.ui.status import StatusView
 
     kwargs: dict[str, Any] = {"fullscreen": args.fullscreen or None,

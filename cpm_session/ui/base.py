@@ -26,6 +26,19 @@ return (rating or None for no answer, response time in session s)."""
 Chooser = Callable[["Choice"], "int | None"]
 """Something that answers multiple-choice questions instead of a person (index, or None = no answer)."""
 
+ContinuousSample = tuple[float, float]
+"""One frame of a continuous rating: (t from the stimulus onset in session s, slider value)."""
+
+
+def continuous_source(responder: Responder | None) -> Callable[[float], float] | None:
+    """Return the simulated participant's `continuous(t_from_onset) -> value` behind `responder` (the
+    responder itself, or the object a bound-method responder belongs to), or None if it has none."""
+    for owner in (responder, getattr(responder, "__self__", None)):
+        fn = getattr(owner, "continuous", None)
+        if callable(fn):
+            return fn  # type: ignore[no-any-return]
+    return None
+
 
 @dataclass(frozen=True)
 class RatingPrompt:
@@ -49,8 +62,16 @@ class RatingResult:
 
     value: float | None
     rt_s: float | None
-    trace: list[tuple[float, float]] = field(default_factory=list)  # (session t, marker position) per frame
+    trace: list[tuple[float, float]] = field(default_factory=list)
+    """(session t, marker position) for every frame on which the marker was held or moved (flip times in
+    a window)."""
     geometry: dict[str, Any] = field(default_factory=dict)  # slider_px, confirm_px, window_px
+    chosen_t: float | None = None
+    """Session time at which the UI received the input that chose `value` (the mouse release; for a
+    responder, the moment it placed the marker). None when nothing was chosen."""
+    chosen_flip_t: float | None = None
+    """Session time of the flip of the first frame that showed the chosen value (None if the prompt ended
+    before such a frame, or without a window). chosen_flip_t - chosen_t = input -> screen latency."""
 
 
 @dataclass(frozen=True)
@@ -124,6 +145,19 @@ class ParticipantUI(ABC):
     def choose(self, choice: Choice) -> int | None:
         """Show a multiple-choice question; return the chosen option's index, or None on time-out
         (answered by `chooser` when one is attached)."""
+
+    @abstractmethod
+    def start_continuous(self, prompt: RatingPrompt, stimulus_id: str, onset_t: float) -> None:
+        """Start a continuous (CoVAS-style) rating of stimulus `stimulus_id`, whose onset was at session
+        time `onset_t`: the slider is live (marker at `prompt.scale_min`, no confirm button) and every
+        tick() samples it once, until stop_continuous(). Mouse (press / drag) and the left / right
+        arrows move it; staff keys keep working. With a `responder` attached the simulated participant
+        moves it (its `continuous(t_from_onset)` if it has one, else its prompt answer held)."""
+
+    @abstractmethod
+    def stop_continuous(self) -> list[ContinuousSample]:
+        """Stop the continuous rating; return one sample per frame (per tick when headless): (frame time
+        - onset_t in session s, value). [] when none was running."""
 
     def prompt_geometry(self, prompt: RatingPrompt) -> dict[str, Any]:
         """Return where the rating prompt will be drawn, before it is shown: {"slider_px": [l, t, r, b],

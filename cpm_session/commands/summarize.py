@@ -14,6 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", default="summary.csv", help="CSV file to write (default summary.csv)")
     p.add_argument("--protocol-dir", action="append", default=[],
                    help="extra folder to look for protocol files recorded by relative path (repeatable)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="read and verify every folder afresh (default: reuse each session's verified row from "
+                        "DATA_DIR/.cache/summary/ while the session's files are unchanged)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from cpm_session.analysis.summarize import summarize
     from cpm_session.errors import SessionError
 
-    res = summarize(args.data_dir, protocol_dirs=[Path(d) for d in args.protocol_dir])
+    res = summarize(args.data_dir, protocol_dirs=[Path(d) for d in args.protocol_dir], use_cache=not args.no_cache)
     try:
         res.table.to_csv(args.output, index=False)
     except OSError as e:

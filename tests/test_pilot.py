@@ -17,7 +17,7 @@ from cpm_session.record.folder import iter_session_dirs, pilot_dir
 from cpm_session.sim.synth import write_session
 from cpm_session.sim.world import run_visit
 from cpm_session.ui.headless import HeadlessUI
-from tests.conftest import SIM_STATION, THERMAL
+from tests.conftest import SIM_STATION
 
 PILOT = ["run", "--participant", "P001", "--visit", "baseline", "--pilot"]
 

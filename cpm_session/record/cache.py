@@ -26,7 +26,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,7 @@ TAIL_CHUNK = 64 * 1024
 MIN_PARALLEL = 48
 """Fewer misses than this are computed in this process: a worker pool costs more than it saves."""
 CHUNKSIZE = 16
+LOOKUP_THREADS = 4
 
 Job = Callable[[Path, Any], tuple[Any, list[Any]]]
 """Compute one session's value: (value, dependencies outside the folder). Must be a module-level function."""
@@ -116,7 +117,7 @@ class SessionCache:
     def entry_path(self, session_dir: Path) -> Path:
         """Return the cache file of `session_dir` (named by its path relative to the data folder)."""
         try:
-            rel = session_dir.resolve().relative_to(self.root.resolve()).as_posix()
+            rel = session_dir.relative_to(self.root).as_posix()  # the usual case: found below the data folder
         except ValueError:
             rel = session_dir.resolve().as_posix()
         return self.dir / (hashlib.sha1(rel.encode()).hexdigest() + ".json")
@@ -174,17 +175,23 @@ def cached_map(data_dir: str | Path, paths: Sequence[Path], job: Job, context: A
     out: list[Any] = [None] * len(paths)
     keys: list[str | None] = [None] * len(paths)
     todo: list[int] = []
-    for i, p in enumerate(paths):
-        if cache is None:
-            todo.append(i)
-            continue
-        key = keys[i] = folder_key(p, salt)
-        entry = cache.get(p, key) if key is not None else None
-        if entry is not None and (validate is None or not entry["deps"] or validate(entry["deps"])):
-            out[i] = entry["value"]
-            stats.hits += 1
-        else:
-            todo.append(i)
+    if cache is None:
+        todo = list(range(len(paths)))
+    else:
+        def look(p: Path) -> tuple[str | None, dict[str, Any] | None]:
+            key = folder_key(p, salt)
+            return key, (cache.get(p, key) if key is not None else None)
+
+        # the look-ups are mostly system calls (scandir, stat, open, read), which threads overlap
+        with ThreadPoolExecutor(max_workers=LOOKUP_THREADS) as pool:
+            found = list(pool.map(look, paths, chunksize=256)) if len(paths) >= MIN_PARALLEL else list(map(look, paths))
+        for i, (key, entry) in enumerate(found):
+            keys[i] = key
+            if entry is not None and (validate is None or not entry["deps"] or validate(entry["deps"])):
+                out[i] = entry["value"]
+                stats.hits += 1
+            else:
+                todo.append(i)
     stats.misses = len(todo)
     n_workers = max(1, min(workers or os.cpu_count() or 1, len(todo) // MIN_PARALLEL or 1))
     stats.workers = n_workers

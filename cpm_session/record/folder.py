@@ -258,10 +258,21 @@ def iter_session_dirs(data_dir: str | Path) -> Iterable[Path]:
 
     Pilot runs (`<data>/pilot/`) and hidden folders (`<data>/.cache/`) are not study data and are skipped."""
     root = Path(data_dir)
-    for p in sorted(root.glob("*/*")):
-        if not is_study_entry(p.parent.name):
+    found: list[tuple[str, str]] = []
+    try:
+        with os.scandir(root) as top:
+            parents = sorted(e.name for e in top if is_study_entry(e.name) and e.is_dir())
+    except OSError:
+        return
+    for pname in parents:
+        try:
+            with os.scandir(root / pname) as it:
+                found.extend((pname, e.name) for e in it if e.is_dir())
+        except OSError:
             continue
-        if p.is_dir() and ((p / "session.json").exists() or (p / "events.jsonl").exists()):
+    for pname, name in sorted(found):
+        p = root / pname / name
+        if os.path.exists(p / "session.json") or os.path.exists(p / "events.jsonl"):
             yield p
 
 

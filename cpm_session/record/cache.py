@@ -183,8 +183,8 @@ def cached_map(data_dir: str | Path, paths: Sequence[Path], job: Job, context: A
             return key, (cache.get(p, key) if key is not None else None)
 
         # the look-ups are mostly system calls (scandir, stat, open, read), which threads overlap
-        with ThreadPoolExecutor(max_workers=LOOKUP_THREADS) as pool:
-            found = list(pool.map(look, paths, chunksize=256)) if len(paths) >= MIN_PARALLEL else list(map(look, paths))
+        with ThreadPoolExecutor(max_workers=LOOKUP_THREADS) as threads:
+            found = list(threads.map(look, paths)) if len(paths) >= MIN_PARALLEL else list(map(look, paths))
         for i, (key, entry) in enumerate(found):
             keys[i] = key
             if entry is not None and (validate is None or not entry["deps"] or validate(entry["deps"])):

@@ -112,6 +112,20 @@ def serial_latency(quick: bool) -> list[Row]:
     return rows
 
 
+def tcs2_pacing(quick: bool) -> list[Row]:
+    r = last_json(call("bench_tcs2_pacing.py", "--n", "15" if quick else "50", "--json"))
+    n = r["n"]
+    return [Row("timing", f"TCS II, 1 ms/char pacing, pre-loaded: planned onset → `L` at the strict emulator ({n} reps)",
+                f"median {r['preload_median_ms']:.3f} ms, p99 {r['preload_p99_ms']:.3f} ms, "
+                f"max {r['preload_max_ms']:.3f} ms"),
+            Row("timing", f"TCS II, 1 ms/char pacing, `stimulate()` at the onset (load + `P` + `L`) ({n} reps)",
+                f"median {r['at_onset_median_ms']:.1f} ms, p99 {r['at_onset_p99_ms']:.1f} ms"),
+            Row("safety", f"TCS II: `abort()` → `A` while a parameter string is being paced ({n} reps)",
+                f"median {r['escape_median_ms']:.3f} ms, p99 {r['escape_p99_ms']:.3f} ms, max "
+                f"{r['escape_max_ms']:.3f} ms; rest unsent {r['escape_rest_unsent']}/{n}", "< 100 ms",
+                ok(r["escape_max_ms"] < 100 and r["escape_rest_unsent"] == n))]
+
+
 def rating_capture(quick: bool) -> list[Row]:
     r = last_json(call("bench_rating_capture.py", "--n", "5" if quick else "20", "--moves", "10" if quick else "40",
                        gui=True))
@@ -196,9 +210,28 @@ def longrun(quick: bool) -> list[Row]:
                 f"heap ≤ {r['heap_limit_mb']:g} MB, RSS ≤ {r['rss_limit_mb']:g} MB, fds flat", ok(r["ok"]))]
 
 
+def medoc(quick: bool) -> list[Row]:
+    r = last_json(call("bench_medoc.py", "--n", "10" if quick else "40", "--json"))
+    where = f"Medoc over TCP to the MMS emulator, spacing {r['spacing_s']:g} s"
+
+    def fig(k: str) -> str:
+        return f"median {r[k]['median_ms']:.1f} ms, p95 {r[k]['p95_ms']:.1f} ms, max {r[k]['max_ms']:.1f} ms"
+
+    return [Row("timing", f"{where}: planned onset → TRIGGER, prepared ahead ({r['onset_prepared']['n']:.0f} reps)",
+                fig("onset_prepared")),
+            Row("timing", f"{where}: stimulate() (select + pre-test + trigger) → TRIGGER "
+                          f"({r['onset_stimulate']['n']:.0f} reps)", fig("onset_stimulate")),
+            Row("safety", f"{where}: abort() → ABORT, idle ({r['abort_idle']['n']:.0f} reps; a reset ABORT is "
+                          "re-sent when MMS's busy window ends)", fig("abort_idle")),
+            Row("safety", f"{where}: abort() → ABORT, command in flight ({r['abort_command_in_flight']['n']:.0f} reps)",
+                fig("abort_command_in_flight"))]
+
+
 BENCHES: dict[str, Callable[[bool], list[Row]]] = {
-    "onset": onset, "estop": estop, "serial": serial_latency, "rating": rating_capture, "startup": startup,
+    "onset": onset, "estop": estop, "serial": serial_latency, "tcs2": tcs2_pacing, "rating": rating_capture,
+    "startup": startup,
     "summarize": summarize, "calibration": calibration, "durability": durability, "longrun": longrun,
+    "medoc": medoc,
 }
 
 

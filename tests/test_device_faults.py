@@ -50,7 +50,7 @@ def test_unplug_during_stimulus_raises_disconnected():
         assert wait_for(lambda: emu.stimulating)
         emu.unplug()
         assert wait_for(lambda: dev.transport.fault is not None, timeout=2.0)
-        calls = [(lambda: dev.stimulate(44.0, 10.0, 10.0, 2.0), "N320 S11111 C0440 V00100 R00100 D002000 L"),
+        calls = [(lambda: dev.stimulate(44.0, 10.0, 10.0, 2.0), "N320 S11111 C0440 V00100 R00100 D002000"),
                  (dev.abort, "A"), (dev.error_status, "Q")]
         for call, command in calls:
             with pytest.raises(DeviceDisconnected) as ei:

@@ -32,7 +32,7 @@ def open_on(role, emu, **cfg):
 
 @pytest.fixture
 def tcs():
-    emu = TcsEmulator(speed=10.0).start()
+    emu = TcsEmulator(speed=10.0, strict=True).start()
     dev = open_real("thermode", RoleConfig(model="tcs2", port=emu.port), cap_c=CAP_C, neutral_c=NEUTRAL_C,
                     clock=RealClock(10.0))
     yield emu, dev
@@ -45,8 +45,9 @@ def test_connect_sets_om_and_reads_it_back(tcs):
     info = dev.connect()
     assert info.identity == "TCS" and info.firmware == "TCS II emulator 1.0"
     assert info.extra["device_max_c"] == "49.0" and info.extra["probe_id"] == "EMU-0001"
+    assert info.extra["p_layout"] == "public" and info.extra["device_max_readback"].startswith("not shown")
     assert emu.max_c == 49.0 and emu.neutral_c == 32.0 and emu.zones == "11111"
-    assert emu.received_bytes() == b"?HOaObN320S11111Om490PQ"
+    assert emu.received_bytes() == b"?HOaObN320S11111Om490PQ" and emu.dropped_chars == 0
 
 
 def test_connect_fails_when_om_is_not_taken(tcs):
@@ -58,8 +59,10 @@ def test_connect_fails_when_om_is_not_taken(tcs):
             original(c)
 
     emu._execute = ignore_om  # a device that silently drops Om (power-on maximum 60.0 stays)
-    with pytest.raises(DeviceError, match="maximum read back as 60.0"):
+    emu.p_mode = "command"  # a P layout that shows the maximum
+    with pytest.raises(DeviceError, match="maximum read back as 60.0 °C, expected 49.0 °C .after a re-send"):
         dev.connect()
+    assert emu.received_bytes() == b"?HOaObN320S11111Om490PN320S11111Om490P"  # re-sent once, then refused
 
 
 def test_stimulate_sends_exact_bytes_then_device_times_it(tcs):
@@ -68,7 +71,7 @@ def test_stimulate_sends_exact_bytes_then_device_times_it(tcs):
     emu.clear_received()
     dev.stimulate(45.5, 30.0, 40.0, 5.0)
     assert wait_for(lambda: emu.received_bytes().endswith(b"L"))
-    assert emu.received_bytes() == b"N320S11111C0455V00300R00400D005000L"
+    assert emu.received_bytes() == b"N320S11111C0455V00300R00400D005000PL"  # loaded, read back, launched
     assert wait_for(lambda: emu.stimulating)
     assert emu.stimuli[-1].targets_c == (45.5,) * 5
 

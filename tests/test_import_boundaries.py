@@ -13,6 +13,7 @@ def test_real_visit_path_imports_no_simulation_code() -> None:
     code = (
         "import sys\n"
         "import cpm_session.session, cpm_session.commands.run, cpm_session.devices.real, cpm_session.devices.tcs2, cpm_session.config.station\n"
+        "import cpm_session.devices.medoc, cpm_session.station_check_medoc\n"
         f"bad = [m for m in {SIM_MODULES!r} if m in sys.modules]\n"
         "print(bad)\n"
         "raise SystemExit(1 if bad else 0)\n"

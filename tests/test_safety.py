@@ -174,8 +174,11 @@ def test_layer3_device_om_holds_when_a_host_bypasses_the_driver(emulated: Any) -
     dev.close()
     fd = os.open(emu.port, os.O_RDWR | os.O_NOCTTY)
     try:
-        # a buggy or hostile host: raw 50.0 °C at 100 °C/s for 5 s, no driver in between
-        os.write(fd, b"N320S11111C0500V01000R01000D005000L")
+        # a buggy or hostile host: raw 50.0 °C at 100 °C/s for 5 s, no driver in between (paced as the
+        # manual asks, so the strict emulator reads every character)
+        for ch in b"N320S11111C0500V01000R01000D005000L":
+            os.write(fd, bytes([ch]))
+            time.sleep(0.002)
         assert wait_for(lambda: bool(emu.stimuli))
         peak = 0.0
         while emu.stimulating:

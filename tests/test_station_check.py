@@ -36,9 +36,11 @@ def test_ready_station_passes_and_shows_identity(station):
     assert rep.ok, out
     text = "\n".join(out)
     assert "TCS, firmware TCS II emulator 1.0" in text and "device_max_c 49.0" in text
+    assert "device_max_readback not shown (public P layout)" in text  # the strict emulator: public P layout
     assert "JULABO" in text and "Mark-10" in text
     names = {(c.role, c.name): c.ok for c in rep.checks}
-    assert names[("thermode", "device maximum")] and names[("thermode", "at neutral")]
+    assert ("thermode", "device maximum") not in names  # nothing to read back; the limiter test proves it
+    assert names[("thermode", "limiter")] and names[("thermode", "at neutral")]
     assert names[("bath", "in range")] and names[("bath", "stable")] and names[("algometer", "zeroed")]
     assert out[-1] == "station check: PASS"
     assert st.thermode.max_c == 49.0  # Om set from the protocol cap

@@ -140,3 +140,51 @@ def test_split_stream_and_commands_total(data):
     cmds, rest = w.split_commands(data)
     assert data.endswith(rest)
     assert all(c[:1] in b"NSCVRDTZYLAFE?HKQPBGO" for c in cmds)
+
+
+# ---- P read-back layouts (issue 13) ----------------------------------------------------------------
+
+PUBLIC_P = (b"\rN320 T255300 I0 Y0000 S11111\rC455 V0300 R0400 D05000\rC455 V0300 R0400 D05000"
+            b"\rC455 V0300 R0400 D05000\rC455 V0300 R0400 D05000\rC450 V0300 R0400 D05000")
+
+
+def test_public_p_layout_as_p2gui_reads_it():
+    p = w.decode_parameters(w.parameter_lines(PUBLIC_P))
+    assert p is not None and p.layout == "public" and p.max_c is None
+    assert (p.neutral_c, p.zones) == (32.0, "11111")
+    assert p.zone[0] == w.ZoneParameters(45.5, 30.0, 40.0, 5000) and p.zone[4].target_c == 45.0
+    # sscanf's %d takes any number of digits and spaces are optional
+    loose = b"\rN320T1I2Y3S10101\rC455V300R400D5000" * 1 + b"\rC455 V300 R400 D5000" * 4
+    q = w.decode_parameters(w.parameter_lines(loose))
+    assert q is not None and q.zones == "10101" and q.zone[1].duration_ms == 5000
+    assert w.encode_parameters_public(p)[:1] == b"\r" and not w.encode_parameters_public(p).endswith(b"\r")
+
+
+def test_command_p_layout_with_and_without_maximum():
+    base = b"\r\nN320 S11111 Om490\r\n" + b"".join(b"C%d455 V%d0300 R%d0400 D%d05000\r\n" % (i, i, i, i)
+                                                  for i in range(1, 6))
+    p = w.decode_parameters(w.parameter_lines(base))
+    assert p is not None and p.layout == "command" and p.max_c == 49.0 and p.zone[2].rise_c_per_s == 30.0
+    q = w.decode_parameters(w.parameter_lines(base.replace(b" Om490", b"") + b"max temp: 48.5\r\n"))
+    assert q is not None and q.max_c == 48.5
+
+
+@pytest.mark.parametrize("raw", [b"", b"\rStimulation parameters\rbaseline 32.0", PUBLIC_P.rsplit(b"\r", 1)[0],
+                                 b"\rN320 T1 I2 Y3 S11111\rgarbage", b"\r\nN320 S11111\r\nC1455 V10300\r\n"])
+def test_unknown_or_incomplete_p_is_none(raw):
+    assert w.decode_parameters(w.parameter_lines(raw)) is None
+
+
+def test_fixed_length_accepts():
+    assert w.accept_error_status(b"00000") is None and w.accept_error_status(b"\r000100") == (0, 0, 0, 1, 0, 0)
+    assert w.accept_buttons(b"1") is None and w.accept_buttons(b"10") == (True, False)
+    assert w.accept_buttons(b"32") is None and w.decode_battery(b"19.12") is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_parameter_decoding_is_total(data):
+    w.decode_parameters(w.parameter_lines(data))
+    w.accept_error_status(data)
+    w.accept_buttons(data)
+    w.decode_battery(data)

@@ -14,6 +14,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="protocol file: checks the bath against its cold-pressor range and uses its thermode cap "
                         "and neutral temperature (default: the one `run` uses, protocols/cpm-thermal.toml)")
     p.add_argument("--bath-window", type=float, default=3.0, help="seconds over which the bath must be stable")
+    p.add_argument("--data", default="data", help="data folder: the thermode limiter result is appended to "
+                                                  "DATA/station-checks.jsonl, which `run` reads (default: %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,5 +28,5 @@ def run(args: argparse.Namespace) -> int:
     protocol = load_protocol(resolve(args.protocol or DEFAULT_PROTOCOL))  # the same default as `run`
     if args.protocol is None:
         print(f"protocol: {DEFAULT_PROTOCOL} (the default of `cpm-session run`; --protocol FILE to check another)")
-    report = check_station(station, protocol, bath_window_s=args.bath_window)
+    report = check_station(station, protocol, bath_window_s=args.bath_window, data_dir=args.data)
     return 0 if report.ok else 1

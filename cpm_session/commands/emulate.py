@@ -7,10 +7,11 @@ import sys
 import time
 
 NAME = "emulate"
-HELP = "Emulate a TCS II thermode, a bath or an algometer on a pseudo-terminal (speaks the real protocol)."
+HELP = ("Emulate a TCS II thermode, a bath or an algometer on a pseudo-terminal, or a Medoc Main Station on TCP "
+        "(speaks the real protocol).")
 
 MODELS = {"thermode": ("tcs2",), "bath": ("julabo", "lauda", "serial-thermometer"),
-          "algometer": ("mark10", "wagner-fdx")}
+          "algometer": ("mark10", "wagner-fdx"), "medoc": ("medoc",)}
 STATUS_EVERY_S = 5.0
 
 
@@ -23,6 +24,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--drift", type=float, default=0.0, help="bath: drift, °C per minute")
     p.add_argument("--no-auto-press", action="store_true", help="algometer: do not repeat press cycles")
     p.add_argument("--quiet", action="store_true", help="do not print a status line every few seconds")
+    p.add_argument("--tcp-port", type=int, default=20121, help="medoc: TCP port to listen on (0: any free port)")
+    p.add_argument("--programs", default="40:49:0.5", help="medoc: program grid LOW:HIGH:STEP °C (codes from 16)")
+    p.add_argument("--manual-start", action="store_true", help="medoc: 'Automatic Start' off (START needed)")
+    p.add_argument("--strict", action="store_true",
+                   help="thermode: behave as the public manual describes a real TCS II (characters less than 1 ms "
+                        "apart are dropped, P in the public layout without maximum, replies without terminator)")
+    p.add_argument("--p-mode", choices=["public", "command", "unknown", "silent"], default=None,
+                   help="thermode: layout of the P reply (default: public with --strict, else command)")
+    p.add_argument("--ignore-om", action="store_true", help="thermode: a unit whose Om limiter does not work")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,9 +44,13 @@ def run(args: argparse.Namespace) -> int:
         raise CpmError(f"--model for {args.device}: expected one of {list(MODELS[args.device])}, found {model!r}")
     if not args.speed > 0:
         raise CpmError(f"--speed: expected a number > 0, found {args.speed}")
+    if args.device == "medoc":
+        from cpm_session.commands.emulate_medoc import run_medoc
+
+        return run_medoc(args)
     emu: PtyEmulator
     if args.device == "thermode":
-        emu = TcsEmulator(args.speed)
+        emu = TcsEmulator(args.speed, strict=args.strict, p_mode=args.p_mode, ignore_om=args.ignore_om)
     elif args.device == "bath":
         emu = BathEmulator(args.speed, model=model, start_c=args.bath_c, drift_c_per_min=args.drift, noise_c=0.02)
     else:

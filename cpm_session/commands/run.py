@@ -32,7 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--staff", choices=["manual", "auto"], default=None,
                    help="staff steps confirmed with space (manual) or automatically (simulation; default there)")
     p.add_argument("--operator", default=None, help="operator initials (required for real visits)")
-    p.add_argument("--override-reason", default="", help="written reason to accept a protocol that differs from the baseline's")
+    p.add_argument("--override-reason", default="",
+                   help="written reason to accept a protocol that differs from the baseline's, or to run a real "
+                        "TCS II without a passing check-station limiter test in the last 24 h (logged)")
     p.add_argument("--fullscreen", action="store_true", help="participant window fullscreen")
     p.add_argument("--screenshots", default=None, help="save a PNG of every screen into this folder")
     p.add_argument("--sim-truth", action="append", default=[], metavar="KEY=VALUE",
@@ -148,6 +150,27 @@ def write_session_plot(outcome: Any) -> None:
         print(f"(session plot not drawn: {type(e).__name__}: {e})", file=sys.stderr)
 
 
+def require_station_check(station: Any, args: argparse.Namespace, operator: str) -> dict[str, Any] | None:
+    """Refuse a real TCS II visit without a recent passing limiter check of this station file.
+
+    Emulated and simulated thermodes are exempt. With `--override-reason` the refusal becomes a warning
+    and an 'override' record in DATA/station-checks.jsonl. Returns the check (or override) record.
+    """
+    from cpm_session.errors import CpmError
+    from cpm_session.station_check import record_override, require_recent_check
+
+    if station.thermode.model != "tcs2" or station.station.emulated:
+        return None
+    try:
+        return require_recent_check(station, args.data)
+    except CpmError as e:
+        if not args.override_reason.strip():
+            raise
+        print(f"WARNING: {e}; going on: --override-reason {args.override_reason!r} (logged)", file=sys.stderr)
+        return record_override(station, args.data, args.override_reason.strip(), participant=args.participant,
+                               visit=args.visit, operator=operator)
+
+
 def run(args: argparse.Namespace) -> int:
     from cpm_session.config.protocol import load_protocol
     from cpm_session.config.station import load_station
@@ -180,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
             operator = input("Operator initials: ").strip()
         if not operator:
             raise CpmError("--operator is required for a real visit (initials of the person running it)")
+    require_station_check(station, args, operator)
     truth = parse_truth(args.sim_truth) if args.simulate else None
     clock = make_clock(args, station.station.emulated)
     ui = make_ui(args, protocol, clock)

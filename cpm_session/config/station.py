@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from cpm_session.errors import StationFileError
 from cpm_session.limits import ABSOLUTE_MAX_C
 
-THERMODE_MODELS = ("sim", "tcs2")
+THERMODE_MODELS = ("sim", "tcs2", "medoc")
 BATH_MODELS = ("sim", "julabo", "lauda", "serial-thermometer")
 ALGOMETER_MODELS = ("sim", "wagner-fdx", "mark10")
 
@@ -25,6 +25,11 @@ class RoleConfig(BaseModel):
     baudrate: int | None = None
     timeout_s: float = Field(default=1.0, gt=0, le=30)
 
+    @field_validator("port", mode="before")
+    @classmethod
+    def _port_number(cls, v: object) -> object:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v  # a TCP port (Medoc)
+
 
 class StationMeta(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -32,6 +37,39 @@ class StationMeta(BaseModel):
     name: str = "unnamed station"
     max_thermode_c: float = Field(default=ABSOLUTE_MAX_C, gt=0, le=ABSOLUTE_MAX_C)
     emulated: bool = False
+    check_max_age_h: float = Field(default=24.0, gt=0, le=24 * 30, allow_inf_nan=False)
+    """`run` with a real TCS II needs a passing limiter check of this station file no older than this."""
+
+
+class ThermodeSettings(BaseModel):
+    """TCS II settings of the [thermode] table (all optional): character pacing and the limiter test."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    char_gap_ms: float = Field(default=1.0, ge=0, le=20, allow_inf_nan=False)
+    """Least time between two characters written to the device (the manual: at least 1 ms)."""
+    limiter_om_above_neutral_c: float = Field(default=2.0, gt=0, le=10, allow_inf_nan=False)
+    limiter_target_above_neutral_c: float = Field(default=5.0, gt=0, le=15, allow_inf_nan=False)
+    limiter_duration_s: float = Field(default=1.5, gt=0, le=10, allow_inf_nan=False)
+    limiter_margin_c: float = Field(default=0.3, ge=0, le=2, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _number(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError("a number")
+        return v
+
+
+def thermode_settings(cfg: RoleConfig, path: str = "<memory>") -> ThermodeSettings:
+    """Return the validated TCS II settings of a [thermode] table; StationFileError names a bad key."""
+    try:
+        return ThermodeSettings.model_validate(cfg.model_extra or {})
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise StationFileError(f"{path}: key 'thermode.{loc}': expected {err['msg']}, "
+                               f"found {err.get('input')!r}") from None
 
 
 class StationSync(BaseModel):
@@ -78,8 +116,13 @@ def _check_models(st: Station, path: str) -> None:
         cfg: RoleConfig = getattr(st, role)
         if cfg.model not in allowed:
             raise StationFileError(f"{path}: key '{role}.model': expected one of {list(allowed)}, found {cfg.model!r}")
-        if cfg.model != "sim" and not cfg.port:
+        if cfg.model == "medoc":  # a TCP thermode: host, port and program map (devices/medoc_config.py)
+            from cpm_session.config.medoc import medoc_settings
+            medoc_settings(cfg, max_c=st.station.max_thermode_c, path=path)
+        elif cfg.model != "sim" and not cfg.port:
             raise StationFileError(f"{path}: key '{role}.port': expected a port (e.g. /dev/ttyUSB0, COM3, socket://host:port), found nothing")
+    if st.thermode.model == "tcs2":
+        thermode_settings(st.thermode, path)
 
 
 def parse_station(data: dict[str, Any], path: str = "<memory>") -> Station:

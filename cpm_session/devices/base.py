@@ -72,43 +72,38 @@ class Thermode(Device):
         """Raise SafetyLimitError unless `target_c` is within [0, cap_c]."""
         check_target(target_c, self.cap_c, who=f"{self.role} on {self.port}")
 
+    readback_warning: str = ""
+    """Empty, or why the loaded parameters could not be read back (unknown or silent `P`); show it to staff."""
+
     @abstractmethod
-    def stimulate(self, target_c: float, rise_c_per_s: float, return_c_per_s: float, duration_s: float) -> None:
-        """Set every stimulus parameter on the device and launch it; return once the launch is sent.
+    def prepare(self, target_c: float, rise_c_per_s: float, return_c_per_s: float, duration_s: float) -> None:
+        """Load every stimulus parameter and verify it on the device where it can be read back; no heat.
 
         `duration_s` counts from launch (rise plus plateau); the device returns to neutral on its own.
-        Raises SafetyLimitError (nothing sent) if `target_c` is above the cap.
+        Raises SafetyLimitError (nothing sent) if `target_c` is above the cap or a value is out of range,
+        DeviceError (naming what was sent and what came back) if the read-back disagrees twice.
         """
 
-    _prepared: tuple[float, float, float, float] | None = None
-
-    def prepare(self, target_c: float, rise_c_per_s: float, return_c_per_s: float, duration_s: float) -> None:
-        """Load every stimulus parameter ahead of the onset (no heat); `launch()` then only starts it.
-
-        Raises SafetyLimitError (nothing sent) if `target_c` is above the cap. Drivers that can load and
-        verify parameters on the device override this; the default keeps them for `launch()`."""
-        self.check_target(target_c)
-        self._prepared = (target_c, rise_c_per_s, return_c_per_s, duration_s)
-
-    def launch(self) -> None:
-        """Start the prepared stimulus now (the device times it and returns to neutral on its own)."""
-        if self._prepared is None:
-            from cpm_session.errors import DeviceError
-
-            raise DeviceError("launch without prepared parameters", role=self.role, port=self.port)
-        params, self._prepared = self._prepared, None
-        self.stimulate(*params)
-
     def stimulus_details(self) -> dict[str, object]:
-        """Return what the session should record about the stimulus just launched (e.g. a program code)."""
+        """Return what the session should record about the stimulus just launched (e.g. the encoded target,
+        a program code)."""
         return {}
 
+    @abstractmethod
+    def launch(self) -> None:
+        """Start the prepared stimulus (the TCS II: one `L` byte). Raises DeviceError if nothing is prepared."""
+
+    def stimulate(self, target_c: float, rise_c_per_s: float, return_c_per_s: float, duration_s: float) -> None:
+        """Prepare the stimulus and launch it at once; return once the launch is sent."""
+        self.prepare(target_c, rise_c_per_s, return_c_per_s, duration_s)
+        self.launch()
+
+    @abstractmethod
     def trace(self) -> list[ThermodeReading]:
-        """Return the temperature samples recorded since the last launch (empty when the device keeps none)."""
-        return []
+        """Return the temperature samples (neutral + five zones, session time) since the last launch."""
 
     def available_targets_c(self) -> list[float] | None:
-        """Return the only temperatures this thermode can deliver (a program grid), or None for any."""
+        """Return the only targets the device can deliver, or None when any target in 0.1 °C steps works."""
         return None
 
     @abstractmethod
@@ -122,6 +117,7 @@ class Thermode(Device):
     def error_status(self) -> str:
         """Return the device's error status text ('' when fine)."""
         return ""
+
 
 
 class Bath(Device):

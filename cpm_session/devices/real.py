@@ -11,7 +11,7 @@ from typing import Any
 import serial
 
 from cpm_session.clock import Clock
-from cpm_session.config.station import RoleConfig
+from cpm_session.config.station import RoleConfig, thermode_settings
 from cpm_session.devices.base import Device
 from cpm_session.devices.wire import julabo, lauda, mark10, thermometer, wagner
 from cpm_session.errors import DeviceDisconnected, StationFileError
@@ -78,6 +78,10 @@ def open_real(role: str, cfg: RoleConfig, *, cap_c: float, neutral_c: float, clo
     from cpm_session.devices.baths import JulaboBath, LaudaBath, SerialThermometer
     from cpm_session.devices.tcs2 import TcsThermode
 
+    if role == "thermode" and cfg.model == "medoc":  # TCP to Medoc Main Station, no serial port
+        from cpm_session.devices.medoc import open_medoc
+
+        return open_medoc(role, cfg, cap_c=cap_c, neutral_c=neutral_c, clock=clock)
     extra = cfg.model_extra or {}
     allowed = {"thermode": ("tcs2",), "bath": ("julabo", "lauda", "serial-thermometer"),
                "algometer": ("wagner-fdx", "mark10")}
@@ -89,7 +93,8 @@ def open_real(role: str, cfg: RoleConfig, *, cap_c: float, neutral_c: float, clo
         dev: Device
         if cfg.model == "tcs2":
             dev = TcsThermode(conn, port=cfg.port, cap_c=cap_c, neutral_c=neutral_c, clock=clock,
-                              zones=str(extra.get("zones", "11111")), timeout_s=cfg.timeout_s)
+                              zones=str(extra.get("zones", "11111")), timeout_s=cfg.timeout_s,
+                              char_gap_ms=thermode_settings(cfg).char_gap_ms)
         elif cfg.model == "julabo":
             term = julabo.TERMINATORS.get(str(extra.get("terminator", "cr")).lower())
             if term is None:

@@ -217,6 +217,13 @@ class SessionFolder:
             raise SessionError(f"cannot write {path / 'session.json'}: {e.strerror or e}") from e
         return cls(path, clock_now, fsync=fsync)
 
+    def table(self, name: str, columns: list[str], fsync_every: int = 100) -> CsvAppender:
+        """Return the appender of an optional table of this session (e.g. thermode_trace.csv), opened on first use."""
+        extra: dict[str, CsvAppender] = self.__dict__.setdefault("_tables", {})
+        if name not in extra:
+            extra[name] = CsvAppender(self.path / name, columns, fsync_every=fsync_every)
+        return extra[name]
+
     def read_header(self) -> dict[str, Any]:
         """Return the current session.json."""
         return json.loads((self.path / "session.json").read_text(encoding="utf-8"))
@@ -232,7 +239,8 @@ class SessionFolder:
 
     def close(self) -> None:
         """Close every file (idempotent, never raises)."""
-        for closer in (self.log.close, self.ratings.close, self.devices.close):
+        tables = list(self.__dict__.get("_tables", {}).values())
+        for closer in (self.log.close, self.ratings.close, self.devices.close, *(t.close for t in tables)):
             try:
                 closer()
             except OSError:

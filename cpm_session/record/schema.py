@@ -16,6 +16,8 @@ META_KEYS = ("seq", "t", "wall", "event", "prev")
 RATING_COLUMNS = ["phase", "trial", "attempt", "site", "intensity", "intensity_unit", "rating", "rt_s",
                   "onset_t", "planned_onset_t", "missing", "flag"]
 DEVICE_COLUMNS = ["t", "role", "quantity", "value", "unit"]
+TRACE_COLUMNS = ["t", "stimulus", "neutral_c", "zone1_c", "zone2_c", "zone3_c", "zone4_c", "zone5_c"]
+"""thermode_trace.csv: the thermode's own temperature stream during each stimulus (stimulus = phase:trial)."""
 RATING_SOURCE_EVENTS = ("rating", "ppt")
 """Events that each give one ratings.csv row."""
 

@@ -19,8 +19,10 @@ from cpm_session.config.protocol import Protocol
 from cpm_session.config.station import Station
 from cpm_session.devices.background import BackgroundReader
 from cpm_session.devices.factory import Devices
+from cpm_session.devices.thermode_qc import assess_stimulus
 from cpm_session.errors import CpmError
 from cpm_session.record.folder import SessionFolder
+from cpm_session.record.schema import TRACE_COLUMNS
 from cpm_session.session.machine import Machine
 from cpm_session.session.sync import Sync
 from cpm_session.ui.base import Choice, ParticipantUI
@@ -236,16 +238,26 @@ class Context:
         elif not out:
             self.bath_warned = False
 
-    def stimulus_delivered(self, phase: str, trial: int, target_c: float, onset: float, end: float) -> None:
-        """Record what the thermode reports it delivered during the stimulus just ended (when it keeps a trace)."""
+    def stimulus_delivered(self, phase: str, trial: int, target_c: float, launch_t: float, duration_s: float) -> str:
+        """Judge what the thermode reports it delivered during the stimulus just ended, keep its trace in
+        thermode_trace.csv and log a `stimulus_delivered` QC event; return the QC flags ('' when fine or
+        when the thermode keeps no trace)."""
         trace = self.devices.thermode.trace()
-        if not trace:
-            return
-        plateau = [r.mean_c for r in trace if onset <= r.t <= end]
-        peak = max((max(r.zones_c) for r in trace), default=None)
-        self.log("stimulus_delivered", phase=phase, trial=trial, target_c=round(target_c, 3), n_samples=len(trace),
-                 peak_c=None if peak is None else round(peak, 2),
-                 mean_c=round(sum(plateau) / len(plateau), 3) if plateau else None)
+        if not trace or self.folder is None:
+            return ""
+        th = self.p.thermode
+        qc = assess_stimulus(trace, target_c=target_c, neutral_c=self.p.safety.neutral_c, launch_t=launch_t,
+                             rise_c_per_s=th.rise_c_per_s, duration_s=duration_s)
+        stimulus_id = f"{phase}:{trial}"
+        table = self.folder.table("thermode_trace.csv", TRACE_COLUMNS)
+        for r in trace:
+            table.write(dict(zip(TRACE_COLUMNS, [round(r.t, 4), stimulus_id, round(r.neutral_c, 2),
+                                                  *(round(z, 2) for z in r.zones_c)], strict=False)))
+        self.log("stimulus_delivered", phase=phase, trial=trial, stimulus=stimulus_id, **qc.as_event())
+        flags = ";".join(qc.flags)
+        if flags:
+            self.status(warning=f"{phase} {trial}: thermode delivered off target ({flags.replace(';', ', ')})")
+        return flags
 
     # ------------------------------------------------------------------ waiting
     def frame_s(self) -> float:

@@ -97,6 +97,7 @@ def ts_trial(ctx: Context, phase: str, trial: int, planned_t: float, intensity: 
     plateau = ctx.p.test_stimulus.duration_s if plateau_s is None else plateau_s
     thermal = (modality or ctx.p.protocol.ts_modality) == "thermal"
     value = None
+    qc_flags = ""
     for attempt in range(1, ctx.p.ratings.max_attempts + 1):
         while True:
             try:
@@ -109,13 +110,14 @@ def ts_trial(ctx: Context, phase: str, trial: int, planned_t: float, intensity: 
                 ctx.log("stimulus_end", phase=phase, trial=trial, modality="thermal" if thermal else "pressure",
                         onset_t=round(onset, 6), end_t=round(back, 6))
                 if thermal:
-                    ctx.stimulus_delivered(phase, trial, intensity, onset, back)
+                    rise_s = abs(intensity - ctx.p.safety.neutral_c) / ctx.p.thermode.rise_c_per_s
+                    qc_flags = ctx.stimulus_delivered(phase, trial, intensity, onset, rise_s + plateau)
                 break
             except TrialInterrupted:
                 ctx.log("trial_discarded", phase=phase, trial=trial, reason="paused during the stimulus")
                 planned_t = ctx.clock.now() + CUE_S
         value = rating(ctx, phase, trial, "heat" if thermal else "pressure", intensity,
-                       "C" if thermal else "kPa", onset, planned_t, attempt=attempt)
+                       "C" if thermal else "kPa", onset, planned_t, attempt=attempt, flag=qc_flags)
         if value is not None or not ctx.p.ratings.repeat_missing:
             break
         planned_t = ctx.clock.now() + CUE_S

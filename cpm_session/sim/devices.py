@@ -41,24 +41,45 @@ class _Segment:
         return float(max(back, neutral_c) if at_end >= neutral_c else min(back, neutral_c))
 
 
+TRACE_HZ = 100.0
+"""Samples per session second `trace()` returns during and after a stimulus, like the TCS II's stream."""
+TRACE_AFTER_S = 10.0
+"""Session seconds after the stimulus duration that `trace()` still covers (the return to neutral)."""
+
+
 class SimThermode(Thermode):
-    """A five-zone thermode whose stimuli are timed by the (simulated) device."""
+    """A five-zone thermode whose stimuli are timed by the (simulated) device.
+
+    A zone fault models poor contact or a slow probe: `fault_zone` (1-5) heats at `fault_rate_factor`
+    of the commanded rate and reaches only `fault_gain` of the step from neutral to the target.
+    `temperature_at` and `trace` report what the zones deliver, not what was commanded.
+    """
 
     model = "sim"
     port = SIM_PORT
     blocking_io = False
 
     def __init__(self, clock: Clock, cap_c: float, neutral_c: float, *, noise_c: float = 0.02,
-                 rng: np.random.Generator | None = None) -> None:
+                 rng: np.random.Generator | None = None, fault_zone: int | None = None,
+                 fault_gain: float = 1.0, fault_rate_factor: float = 1.0) -> None:
         super().__init__(cap_c, neutral_c)
+        if fault_zone is not None and fault_zone not in range(1, ZONES + 1):
+            raise ValueError(f"fault_zone {fault_zone!r}: expected 1-{ZONES}")
+        if not (0 < fault_gain <= 1.5 and 0 < fault_rate_factor <= 1.5):
+            raise ValueError("fault_gain and fault_rate_factor must be in (0, 1.5]")
         self.clock = clock
         self.noise_c = noise_c
         self.rng = rng or np.random.default_rng(0)
+        self.fault_zone, self.fault_gain, self.fault_rate_factor = fault_zone, fault_gain, fault_rate_factor
         self._seg: _Segment | None = None
+        self._zone_seg: list[_Segment | None] = [None] * ZONES
         self._lock = threading.Lock()
         self.commands: list[tuple[float, str, dict[str, float]]] = []  # (t, command, params) for tests
         self.device_max_c = cap_c
         self.connected = False
+        self._prepared: dict[str, float] | None = None
+        self._launch_t: float | None = None
+        self._trace_seed = 0
 
     def connect(self) -> DeviceInfo:
         """Set the device-side maximum to the cap and report identity."""
@@ -70,14 +91,53 @@ class SimThermode(Thermode):
     def _now_c(self, t: float) -> float:
         return self._seg.at(t, self.neutral_c) if self._seg else self.neutral_c
 
-    def stimulate(self, target_c: float, rise_c_per_s: float, return_c_per_s: float, duration_s: float) -> None:
-        """Ramp to `target_c` at `rise_c_per_s`, hold until `duration_s` after launch, return on its own."""
+    def _zone_c(self, i: int, t: float) -> float:
+        seg = self._zone_seg[i]
+        return seg.at(t, self.neutral_c) if seg else self._now_c(t)
+
+    def prepare(self, target_c: float, rise_c_per_s: float, return_c_per_s: float, duration_s: float) -> None:
+        """Check and keep the stimulus parameters (nothing heats until `launch`)."""
         self.check_target(target_c)
-        target_c = min(target_c, self.device_max_c)  # the device's own limit, like TCS `Om`
+        for what, v, lo, hi in (("rise", rise_c_per_s, 0.1, 999.9), ("return", return_c_per_s, 0.1, 999.9),
+                                ("duration", duration_s, 0.001, 99.999)):
+            if not (math.isfinite(v) and lo <= v <= hi):
+                from cpm_session.errors import SafetyLimitError
+
+                raise SafetyLimitError(f"thermode on {self.port}: stimulus refused, nothing sent: {what} {v!r} "
+                                       f"outside [{lo}, {hi}]")
         with self._lock:
+            self._prepared = {"target_c": min(target_c, self.device_max_c), "rise_c_per_s": rise_c_per_s,
+                              "return_c_per_s": return_c_per_s, "duration_s": duration_s}
+            self.commands.append((self.clock.now(), "prepare", dict(self._prepared)))
+
+    def stimulate(self, target_c: float, rise_c_per_s: float, return_c_per_s: float, duration_s: float) -> None:
+        """Prepare the stimulus and launch it at once (the onset then waits for the load and read-back)."""
+        self.prepare(target_c, rise_c_per_s, return_c_per_s, duration_s)
+        self.launch()
+
+    def launch(self) -> None:
+        """Start the prepared stimulus now: ramp, hold until its duration ends, return on its own."""
+        from cpm_session.errors import DeviceError
+
+        with self._lock:
+            p = self._prepared
+            if p is None:
+                raise DeviceError("launch refused: no stimulus prepared", role=self.role, port=self.port,
+                                  command="launch")
+            self._prepared = None
             t = self.clock.now()
-            self._seg = _Segment(t, self._now_c(t), target_c, rise_c_per_s, return_c_per_s, t + duration_s)
-            self.commands.append((t, "launch", {"target_c": target_c, "duration_s": duration_s}))
+            start = [self._zone_c(i, t) for i in range(ZONES)]
+            self._seg = _Segment(t, self._now_c(t), p["target_c"], p["rise_c_per_s"], p["return_c_per_s"],
+                                 t + p["duration_s"])
+            for i in range(ZONES):
+                rise, gain = p["rise_c_per_s"], 1.0
+                if self.fault_zone == i + 1:
+                    rise, gain = rise * self.fault_rate_factor, self.fault_gain
+                self._zone_seg[i] = _Segment(t, start[i], self.neutral_c + gain * (p["target_c"] - self.neutral_c),
+                                             rise, p["return_c_per_s"], t + p["duration_s"])
+            self._launch_t = t
+            self._trace_seed += 1
+            self.commands.append((t, "launch", {"target_c": p["target_c"], "duration_s": p["duration_s"]}))
 
     def abort(self) -> None:
         """Return to neutral at once (fast return from the current temperature)."""
@@ -86,18 +146,38 @@ class SimThermode(Thermode):
             cur = self._now_c(t)
             # a real TCS returns at its maximum speed on abort; model 300 °C/s (back within ~50 ms)
             self._seg = _Segment(t, cur, cur, 300.0, 300.0, t)
+            for i in range(ZONES):
+                z = self._zone_c(i, t)
+                self._zone_seg[i] = _Segment(t, z, z, 300.0, 300.0, t)
+            self._prepared = None
             self.commands.append((t, "abort", {}))
 
     def temperature_at(self, t: float) -> float:
-        """Return the noiseless zone temperature at session time `t`."""
-        return self._now_c(t)
+        """Return the noiseless mean temperature the zones deliver at session time `t`."""
+        return sum(self._zone_c(i, t) for i in range(ZONES)) / ZONES
 
     def read(self) -> ThermodeReading:
         """Return the current temperatures with a little sensor noise."""
         t = self.clock.now()
-        base = self._now_c(t)
-        zones = tuple(float(round(base + self.rng.normal(0, self.noise_c), 1)) for _ in range(ZONES))
+        zones = tuple(float(round(self._zone_c(i, t) + self.rng.normal(0, self.noise_c), 1)) for i in range(ZONES))
         return ThermodeReading(t, self.neutral_c, zones)
+
+    def trace(self) -> list[ThermodeReading]:
+        """Return 100 Hz samples (0.1 °C resolution, sensor noise) from the last launch until now."""
+        with self._lock:
+            t0, seg = self._launch_t, self._seg
+        if t0 is None or seg is None:
+            return []
+        end = min(self.clock.now(), seg.t_end + TRACE_AFTER_S)
+        n = int(max(0.0, end - t0) * TRACE_HZ) + 1
+        rng = np.random.default_rng([self._trace_seed, 7])  # the same samples on every call
+        noise = rng.normal(0, self.noise_c, size=(n, ZONES))
+        out = []
+        for k in range(n):
+            t = t0 + k / TRACE_HZ
+            out.append(ThermodeReading(t, self.neutral_c, tuple(float(round(self._zone_c(i, t) + noise[k, i], 1))
+                                                                 for i in range(ZONES))))
+        return out
 
     def close(self) -> None:
         """Abort any stimulus."""

@@ -92,8 +92,8 @@ class SimWorld:
             sim.conditioned = False
         elif name == "stimulus":
             self._stimulus(ev)
-        elif name == "stimulus_delivered" and sim is not None and ev.get("mean_c") is not None:
-            sim.stimulus = ("thermal", float(ev["mean_c"]))  # rate what the thermode delivered
+        elif name == "stimulus_delivered" and sim is not None and ev.get("plateau_mean_c") is not None:
+            sim.stimulus = ("thermal", float(ev["plateau_mean_c"]))  # rate what the thermode delivered
         elif name == "cold_pressor_start" and sim is not None:
             sim.conditioned = True
             w = sim.truth.withdrawal_s

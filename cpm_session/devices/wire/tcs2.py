@@ -7,8 +7,11 @@ abort, `Omxxx` device maximum temperature, `F` mute, `Oa`/`Ob` streaming on, `Oc
 (parameters), `Q` (error status `xxxxxx`), `K` (buttons `xx`).
 
 Device → host temperature line: `\\r` + neutral as 3 digits + five zones as sign and 3 digits, 0.1 °C,
-e.g. `\\r320+320+321+319+320+322`, no line ending. The `P` read-back format is not published; this
-module reads settings written in command notation (`N320`, `Om490`) or as `max ... 49.0` text.
+e.g. `\\r320+320+321+319+320+322`, no line ending. The `P` read-back layout is not in the manual;
+`decode_parameters` reads the layout public MATLAB code parses (WhitmireLab/StimControl `p2GUI.m`:
+leading CR stripped, split on CR, line 1 `N%d T%d I%d Y%d S%s`, lines 2-6 `C%d V%d R%d D%d`, 0.1 units,
+D in ms, no device maximum) and the command-notation layout (`N320 S11111 Om490`, `C1455 V10300 ...`);
+anything else is "unknown" and the caller carries on without a read-back check.
 """
 
 from __future__ import annotations
@@ -230,6 +233,126 @@ def decode_neutral_param(msg: bytes) -> float | None:
         return None
     m = _N.search(text)
     return int(m.group(1)) / 10 if m else None
+
+
+@dataclass(frozen=True)
+class ZoneParameters:
+    """One zone's stimulus parameters as the device shows them: °C, °C/s, ms."""
+
+    target_c: float
+    rise_c_per_s: float
+    return_c_per_s: float
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class Parameters:
+    """The device's loaded parameters (the reply to `P`). `max_c` is None when the layout does not show it."""
+
+    layout: str  # "public" | "command"
+    neutral_c: float
+    zones: str
+    zone: tuple[ZoneParameters, ...]
+    max_c: float | None = None
+
+
+_P_PUBLIC_HEAD = re.compile(r"N\s*(\d+)\s*T\s*(\d+)\s*I\s*(\d+)\s*Y\s*(\d+)\s*S\s*([01]{5})")
+_P_PUBLIC_ZONE = re.compile(r"C\s*(\d{1,3})\s*V\s*(\d{1,4})\s*R\s*(\d{1,4})\s*D\s*(\d{1,5})")
+_P_CMD_HEAD = re.compile(r"N(\d{3})\s+S([01]{5})(?:\s+Om(\d{3}))?")
+_P_CMD_ZONE = re.compile(r"C([1-5])(\d{3})\s+V\1(\d{4})\s+R\1(\d{4})\s+D\1(\d{5})")
+
+
+def parameter_lines(raw: bytes) -> list[str]:
+    """Return the non-empty text lines of a `P` reply (leading CR stripped, split on CR/LF), stream lines removed."""
+    out: list[str] = []
+    for part in re.split(rb"[\r\n]+", raw):
+        if not part or is_temperature_line(part):
+            continue
+        text = clean_line_or_none(part)
+        if text:
+            out.append(text)
+    return out
+
+
+def decode_parameters(lines: list[str]) -> Parameters | None:
+    """Return the parameters in `lines` (public or command layout, see the module doc), or None if unknown.
+
+    Needs the head line and five zone lines; extra lines (help text, a `max ...` line) are ignored.
+    """
+    for i, line in enumerate(lines):
+        m = _P_PUBLIC_HEAD.fullmatch(line)
+        if m:
+            zs = [_P_PUBLIC_ZONE.fullmatch(x) for x in lines[i + 1:i + 1 + N_ZONES]]
+            if len(zs) < N_ZONES or not all(zs):
+                return None
+            zone = tuple(ZoneParameters(int(z.group(1)) / 10, int(z.group(2)) / 10, int(z.group(3)) / 10,
+                                        int(z.group(4))) for z in zs if z)
+            return Parameters("public", int(m.group(1)) / 10, m.group(5), zone, None)
+        m = _P_CMD_HEAD.fullmatch(line)
+        if m:
+            found: dict[int, ZoneParameters] = {}
+            max_c = int(m.group(3)) / 10 if m.group(3) else None
+            for x in lines[i + 1:]:
+                z = _P_CMD_ZONE.fullmatch(x)
+                if z:
+                    found[int(z.group(1))] = ZoneParameters(int(z.group(2)) / 10, int(z.group(3)) / 10,
+                                                            int(z.group(4)) / 10, int(z.group(5)))
+                elif max_c is None and decode_max_temp(x.encode()) is not None:
+                    max_c = decode_max_temp(x.encode())
+            if sorted(found) != list(range(1, N_ZONES + 1)):
+                return None
+            return Parameters("command", int(m.group(1)) / 10, m.group(2),
+                              tuple(found[k] for k in range(1, N_ZONES + 1)), max_c)
+    return None
+
+
+def parameters_complete(lines: list[str]) -> bool:
+    """Return True once `lines` hold a whole `P` reply of a known layout."""
+    return decode_parameters(lines) is not None
+
+
+def encode_parameters_public(p: Parameters, trigger: str = "255300", y: int = 0) -> bytes:
+    """Return a `P` reply in the public layout (device side: emulator, tests): CR-led lines, no terminator."""
+    lines = [f"N{round(p.neutral_c * 10):03d} T{trigger} I0 Y{y:04d} S{p.zones}"]
+    lines += [f"C{round(z.target_c * 10):03d} V{round(z.rise_c_per_s * 10):04d} R{round(z.return_c_per_s * 10):04d} "
+              f"D{z.duration_ms:05d}" for z in p.zone]
+    return ("\r" + "\r".join(lines)).encode("ascii")
+
+
+def encode_parameters_command(p: Parameters) -> bytes:
+    """Return a `P` reply in command notation (device side), CR LF separated, with `Om` when `max_c` is set."""
+    head = f"N{round(p.neutral_c * 10):03d} S{p.zones}" + (f" Om{round(p.max_c * 10):03d}" if p.max_c is not None else "")
+    lines = [head] + [f"C{i}{round(z.target_c * 10):03d} V{i}{round(z.rise_c_per_s * 10):04d} "
+                      f"R{i}{round(z.return_c_per_s * 10):04d} D{i}{z.duration_ms:05d}"
+                      for i, z in enumerate(p.zone, 1)]
+    return ("\r\n" + "\r\n".join(lines) + "\r\n").encode("ascii")
+
+
+_BATTERY = re.compile(r"(\d{1,2}\.\d+)\s*[vV]\s+(\d{1,3})\s*%")
+
+
+def decode_battery(msg: bytes) -> tuple[float, int] | None:
+    """Return (volts, percent) from the `B` reply (`\\r19.1234v 040%`), None while incomplete."""
+    text = clean_line_or_none(msg)
+    m = _BATTERY.fullmatch(text) if text else None
+    return (float(m.group(1)), int(m.group(2))) if m else None
+
+
+def accept_error_status(msg: bytes) -> tuple[int, ...] | None:
+    """Return the `Q` status once `msg` is exactly six digits (complete by length), else None."""
+    body = msg[1:] if msg.startswith(b"\r") else msg
+    body = body.strip(b"\r\n")
+    if len(body) == 6 and body.isdigit():
+        return tuple(b - 48 for b in body)
+    return None
+
+
+def accept_buttons(msg: bytes) -> tuple[bool, bool] | None:
+    """Return the `K` state once `msg` is exactly two digits 0/1 (complete by length), else None."""
+    body = msg.strip(b"\r\n")
+    if len(body) == 2 and re.fullmatch(rb"[01]{2}", body):
+        return body[:1] == b"1", body[1:] == b"1"
+    return None
 
 
 def decode_error_status(msg: bytes) -> tuple[int, ...]:

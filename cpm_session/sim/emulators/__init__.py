@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cpm_session.sim.emulators.algometer import AlgometerEmulator
 from cpm_session.sim.emulators.base import PtyEmulator
@@ -73,14 +74,17 @@ def start_emulated_station(tmpdir: str | Path, speed: float = 1.0, *, bath_model
                            bath_drift_c_per_min: float = 0.0, bath_noise_c: float = 0.02,
                            auto_press: bool = True, probe_area_cm2: float = 1.0,
                            thermode_neutral_c: float = 30.0, timeout_s: float = 1.0,
-                           name: str = "emulated") -> tuple[Path, EmulatedStation]:
+                           name: str = "emulated", strict: bool = True,
+                           thermode_options: dict[str, Any] | None = None) -> tuple[Path, EmulatedStation]:
     """Start a TCS II, a bath and an algometer emulator in background threads and write a station file.
 
     Returns (path of `<tmpdir>/emulated-station.toml` with `[station] emulated = true`, handles).
     Every emulator runs at `speed` (device time = wall × speed), like a host on `RealClock(speed)`.
-    Call `handles.stop()` when done (or use it as a context manager).
+    Call `handles.stop()` when done (or use it as a context manager). `strict` starts the TCS II
+    emulator as a unit that follows the public manual (1 ms per character, public `P` layout, replies
+    without terminator); `thermode_options` are further TcsEmulator options (p_mode, ignore_om, ...).
     """
-    th = TcsEmulator(speed, neutral_c=thermode_neutral_c).start()
+    th = TcsEmulator(speed, neutral_c=thermode_neutral_c, strict=strict, **(thermode_options or {})).start()
     try:
         ba = BathEmulator(speed, model=bath_model, start_c=bath_c, drift_c_per_min=bath_drift_c_per_min,
                           noise_c=bath_noise_c).start()

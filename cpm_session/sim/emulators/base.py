@@ -4,6 +4,13 @@ One thread per emulator reads the master side with `select`, records every recei
 `time.perf_counter()` timestamp, lets the device model answer, and advances the model's dynamics.
 Device time is wall time since start × `speed`, so a host on `RealClock(speed)` agrees with it.
 Fault hooks: `inject_garbage`, `set_silent`, `ignore_next`, `unplug`.
+
+Strict character timing (`min_char_gap_s` > 0, the TCS II's "at least 1 ms between characters"): a
+chunk of k characters read within less than (k - 1) × gap of the last moment the port was known empty
+must contain characters that arrived closer than the gap; all but its first are dropped (counted in
+`dropped_chars`). The rule never drops characters of a correctly paced host, however late the
+emulator thread runs (it only judges what it can prove), and the thread polls every 2 ms so an
+unpaced string is caught.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from typing import Self
 
 IDLE_WAKE_S = 0.05
 """Longest the emulator thread sleeps when nothing is scheduled (wall seconds)."""
+STRICT_POLL_S = 0.002
+"""Longest the emulator thread sleeps in strict character-timing mode."""
 
 
 class PtyEmulator:
@@ -45,6 +54,11 @@ class PtyEmulator:
         self._t0 = time.perf_counter()
         self.lock = threading.RLock()
         """Guards the device model; hold it when reading model state from another thread."""
+        self.min_char_gap_s = 0.0
+        """Strict mode: characters closer than this (wall seconds) are dropped (0 = off)."""
+        self.dropped_chars = 0
+        self.dropped: list[tuple[float, bytes]] = []
+        """Chunks in which characters were dropped for arriving too close, with their arrival time."""
 
     # ---- time -----------------------------------------------------------------------------------
     def now(self) -> float:
@@ -111,6 +125,11 @@ class PtyEmulator:
         with self._rx_lock:
             self.received.clear()
 
+    def received_chars(self) -> list[tuple[float, bytes]]:
+        """Return every received character with the `perf_counter` time of the read that brought it."""
+        with self._rx_lock:
+            return [(t, d[i:i + 1]) for t, d in self.received for i in range(len(d))]
+
     def first_arrival(self, byte: bytes, after: float) -> float | None:
         """Return the `perf_counter` time the first `byte` arrived at or after `after`, else None."""
         with self._rx_lock:
@@ -157,14 +176,31 @@ class PtyEmulator:
         """Advance the model; return wall seconds until the next scheduled action (subclasses)."""
         return IDLE_WAKE_S
 
+    def _strict_filter(self, data: bytes, t_read: float, t_empty: float) -> bytes:
+        """Return `data` without the characters that provably arrived closer than `min_char_gap_s`."""
+        k = len(data)
+        if self.min_char_gap_s <= 0 or k < 2 or t_read - t_empty >= (k - 1) * self.min_char_gap_s:
+            return data
+        self.dropped_chars += k - 1
+        self.dropped.append((t_read, data))
+        if len(self.dropped) > 1000:
+            del self.dropped[:500]
+        return data[:1]
+
     def _loop(self) -> None:
         wait = 0.0
+        t_empty = time.perf_counter()  # last moment the port was known to hold no unread byte
         while self._running.is_set():
+            cap = STRICT_POLL_S if self.min_char_gap_s > 0 else IDLE_WAKE_S
+            t_sel = time.perf_counter()
             try:
-                r, _, _ = select.select([self._master], [], [], max(0.0, min(wait, IDLE_WAKE_S)))
+                r, _, _ = select.select([self._master], [], [], max(0.0, min(wait, cap)))
             except (OSError, ValueError):
                 return
-            if r:
+            if not r:
+                t_empty = t_sel
+            else:
+                t_before = time.perf_counter()
                 try:
                     data = os.read(self._master, 4096)
                 except BlockingIOError:
@@ -179,7 +215,9 @@ class PtyEmulator:
                     stamp = time.perf_counter()
                     with self._rx_lock:
                         self.received.append((stamp, data))
+                    data = self._strict_filter(data, stamp, t_empty)
                     with self.lock:
                         self.on_bytes(data)
+                t_empty = t_before
             with self.lock:
                 wait = self.tick()

@@ -1,4 +1,12 @@
-"""TCS II emulator: fixed-length commands, device-timed stimuli with ramps, `Om` cap, temperature stream."""
+"""TCS II emulator: fixed-length commands, device-timed stimuli with ramps, `Om` cap, temperature stream.
+
+`strict=True` (`cpm-session emulate thermode --strict`) behaves as the public manual and public code
+describe a real unit: characters arriving less than 1 ms apart are dropped, `P` answers in the public
+layout (no maximum) and replies end with nothing (no CR LF after `Q`, `K`, `P`). Options for tests:
+`p_mode` ("public" | "command" | "unknown" | "silent"), `ignore_om` (a unit whose limiter does not
+work), `corrupt` (one parameter command, e.g. "C", arrives with a wrong digit), `slow_zone` (a zone with
+poor contact that heats at a fraction of the commanded rate).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +32,10 @@ NEUTRAL_SLEW_C_PER_S = 5.0
 FIRMWARE = "TCS II emulator 1.0"
 PROBE_ID = "EMU-0001"
 PROBE_TYPE = "T03 (5 zones)"
+P_MODES = ("public", "command", "unknown", "silent")
+STRICT_CHAR_GAP_S = 0.001
+BATTERY = b"19.1234v 040%"
+UNKNOWN_P_REPLY = b"\rStimulation parameters\rbaseline 32.0 C, zones 11111\rprofile A (see touch panel)"
 
 
 @dataclass
@@ -51,8 +63,24 @@ class TcsEmulator(PtyEmulator):
 
     kind = "thermode"
 
-    def __init__(self, speed: float = 1.0, *, neutral_c: float = POWER_ON_NEUTRAL_C) -> None:
+    def __init__(self, speed: float = 1.0, *, neutral_c: float = POWER_ON_NEUTRAL_C, strict: bool = False,
+                 p_mode: str | None = None, ignore_om: bool = False, corrupt: str = "", corrupt_count: int = -1,
+                 slow_zone: int | None = None, slow_factor: float = 0.3) -> None:
         super().__init__(speed)
+        if p_mode is not None and p_mode not in P_MODES:
+            raise ValueError(f"p_mode {p_mode!r}: expected one of {P_MODES}")
+        if corrupt and corrupt not in ("N", "S", "C", "V", "R", "D"):
+            raise ValueError(f"corrupt {corrupt!r}: expected one of N S C V R D")
+        if slow_zone is not None and slow_zone not in range(1, wire.N_ZONES + 1):
+            raise ValueError(f"slow_zone {slow_zone!r}: expected 1-{wire.N_ZONES}")
+        self.strict = strict
+        self.min_char_gap_s = STRICT_CHAR_GAP_S if strict else 0.0
+        self.p_mode = p_mode or ("public" if strict else "command")
+        self.ignore_om = ignore_om
+        self.corrupt, self.corrupt_left = corrupt.encode(), corrupt_count
+        self.corrupted: list[tuple[bytes, bytes]] = []
+        """(as sent, as taken) for every corrupted command."""
+        self.slow_zone, self.slow_factor = slow_zone, slow_factor
         self._buf = b""
         self._power_on(neutral_c)
         self._last_t = self.now()
@@ -107,9 +135,11 @@ class TcsEmulator(PtyEmulator):
         for i, z in enumerate(self.zone):
             on = self.zones[i] == "1"
             if heading_to_target and on:
-                goal, rate = min(z.target_c, self.max_c), z.rise
+                goal, rate = (z.target_c if self.ignore_om else min(z.target_c, self.max_c)), z.rise
             else:
                 goal, rate = self.neutral_c, z.ret if on else NEUTRAL_SLEW_C_PER_S
+            if self.slow_zone == i + 1:
+                rate *= self.slow_factor
             step = rate * dt
             if abs(goal - z.temp_c) <= step:
                 z.temp_c = goal
@@ -140,8 +170,21 @@ class TcsEmulator(PtyEmulator):
         for c in cmds:
             if not self._take_command():
                 continue
+            c = self._maybe_corrupt(c)
             self.commands.append((self.now(), c))
             self._execute(c)
+
+    def _maybe_corrupt(self, c: bytes) -> bytes:
+        """Return `c` with its last digit changed if it is the command chosen for corruption."""
+        if not self.corrupt or c[:1] != self.corrupt or self.corrupt_left == 0 or not c[-1:].isdigit():
+            return c
+        if self.corrupt == b"S":
+            bad = c[:-1] + (b"0" if c[-1:] == b"1" else b"1")
+        else:
+            bad = c[:-1] + str((int(c[-1:]) + 1) % 10).encode()
+        self.corrupt_left -= 1
+        self.corrupted.append((c, bad))
+        return bad
 
     def _zone_ix(self, s: int) -> range:
         return range(wire.N_ZONES) if s == 0 else range(s - 1, s)
@@ -162,7 +205,7 @@ class TcsEmulator(PtyEmulator):
             for i in self._zone_ix(s):
                 z = self.zone[i]
                 if head == b"C":
-                    z.target_c = min(v / 10, self.max_c)  # the device limits C to Om
+                    z.target_c = v / 10 if self.ignore_om else min(v / 10, self.max_c)  # C is limited to Om
                 elif head == b"V" and v > 0:
                     z.rise = v / 10
                 elif head == b"R" and v > 0:
@@ -171,7 +214,8 @@ class TcsEmulator(PtyEmulator):
                     z.duration_s = v / 1000
         elif head == b"L":
             dur = max(z.duration_s for z in self.zone)
-            self.active = StimulusRecord(now, now + dur, tuple(min(z.target_c, self.max_c) for z in self.zone))
+            cap = 1e9 if self.ignore_om else self.max_c
+            self.active = StimulusRecord(now, now + dur, tuple(min(z.target_c, cap) for z in self.zone))
             self.stimuli.append(self.active)
             self._next_line_wall = 0.0
         elif head == b"A":
@@ -186,8 +230,9 @@ class TcsEmulator(PtyEmulator):
             self._power_on()
         elif head == b"O" and arg[:1] == b"m":
             self.max_c = int(arg[1:]) / 10
-            for z in self.zone:
-                z.target_c = min(z.target_c, self.max_c)
+            if not self.ignore_om:
+                for z in self.zone:
+                    z.target_c = min(z.target_c, self.max_c)
         elif head == b"?":
             self.send(b"\r\nTCS\r\n")
         elif head == b"E":
@@ -196,12 +241,26 @@ class TcsEmulator(PtyEmulator):
             self.send(("\r\nTCS II serial commands (emulated)\r\n'H' : this help\r\n'?' : returns 'TCS'\r\n"
                        f"Firmware: {FIRMWARE}\r\nProbe ID: {PROBE_ID}\r\nProbe TYPE: {PROBE_TYPE}\r\n").encode())
         elif head == b"P":
-            zs = self.zone
-            lines = [f"N{round(self.neutral_c * 10):03d} S{self.zones} Om{round(self.max_c * 10):03d}"]
-            lines += [f"C{i + 1}{round(q.target_c * 10):03d} V{i + 1}{round(q.rise * 10):04d} "
-                      f"R{i + 1}{round(q.ret * 10):04d} D{i + 1}{round(q.duration_s * 1000):05d}" for i, q in enumerate(zs)]
-            self.send(("\r\n" + "\r\n".join(lines) + "\r\n").encode())
+            self._answer_parameters()
         elif head == b"Q":
-            self.send(b"\r\n000000\r\n")
+            self.send(b"\r000000" if self.strict else b"\r\n000000\r\n")
         elif head == b"K":
-            self.send(b"\r\n00\r\n")
+            self.send(b"\r00" if self.strict else b"\r\n00\r\n")
+        elif head == b"B":
+            self.send(b"\r" + BATTERY if self.strict else b"\r\n" + BATTERY + b"\r\n")
+
+    def parameters(self) -> wire.Parameters:
+        """Return the loaded parameters as `P` shows them."""
+        zone = tuple(wire.ZoneParameters(q.target_c, q.rise, q.ret, round(q.duration_s * 1000)) for q in self.zone)
+        return wire.Parameters(self.p_mode, self.neutral_c, self.zones, zone,
+                               None if self.p_mode == "public" else self.max_c)
+
+    def _answer_parameters(self) -> None:
+        if self.p_mode == "silent":
+            return
+        if self.p_mode == "unknown":
+            self.send(UNKNOWN_P_REPLY)
+        elif self.p_mode == "public":
+            self.send(wire.encode_parameters_public(self.parameters()))
+        else:
+            self.send(wire.encode_parameters_command(self.parameters()))

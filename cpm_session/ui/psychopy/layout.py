@@ -28,6 +28,11 @@ DEFAULT_MAX_FPS = 60.0
 loop spins at 100 % CPU and starves the device threads. With vsync, flip() is the pacer."""
 PACE_MARGIN_S = 0.004
 
+WARM_UP_SCREENS = frozenset({"welcome", "acclimatization", "calibration_intro", "pressure_instructions",
+                             "questionnaires_intro"})
+"""Screens shown while no stimulus can run: after one of their frames the window may spend a while
+building stimuli needed later (the rating scale's fonts, the help overlay), instead of at open()."""
+
 # --- plain screens ------------------------------------------------------------------------------
 TEXT_WRAP_FRACTION = 0.88      # wrap main text at this fraction of the window width
 TEXT_Y_WITH_COUNTDOWN = 0.15   # main text moves up when a countdown is shown

@@ -87,6 +87,8 @@ class PsychoPyUI(ParticipantUI):
         self._last_pace = 0.0
         self._flip_time = 0.0  # PsychoPy clock time of the last flip
         self._continuous: ContinuousRating | None = None
+        self._warm_jobs: deque[Callable[[], None]] = deque()
+        self._help_stims: list[Any] | None = None  # built when first shown, or by a warm-up job
         self._shot_queue: queue.Queue[tuple[Any, Path] | None] = queue.Queue()
         self._shot_thread: threading.Thread | None = None
 
@@ -118,9 +120,10 @@ class PsychoPyUI(ParticipantUI):
         th = self.protocol.screen.text_height
         self._main = st.text("", pos=(0, 0), height=th)
         self._countdown = st.text("", pos=(0, L.COUNTDOWN_Y), height=th * L.COUNTDOWN_SCALE, color=st.accent, bold=True)
-        self._help_stims = st.help_overlay()
+        self._help_stims = None
         self._cross = st.cross()
-        self._warm_up()
+        self._warm_up_rating()  # now: a rating or a continuous rating may come first (a resumed visit)
+        self._warm_jobs = deque([self._warm_up_help])
         if self._screen.text:  # show() was called before open(): lay that screen out now
             self.show(self._screen.name, self._screen.text, self._screen.countdown_to)
         self._last_pace = time.perf_counter()
@@ -129,17 +132,30 @@ class PsychoPyUI(ParticipantUI):
         # first frame: paint the background so the participant never sees garbage
         self._flip_time = self.win.flip() or core.getTime()
 
-    def _warm_up(self) -> None:
+    def _warm_up_rating(self) -> None:
         """Build and draw the rating screen once off-screen, so the first prompt appears without a delay
-        (the slider's labels load fonts: ~0.5 s, which at 20x speed would be 10 session s)."""
+        (the slider's labels load fonts: ~0.5-1 s, which at 20x speed would be 10-20 session s)."""
         t, r = self.protocol.texts, self.protocol.ratings
         prompt = RatingPrompt("warm_up", 0, t.rate_heat, t.anchor_low, t.anchor_high, t.confirm, r.timeout_s,
                               r.scale_min, r.scale_max)
         button = self.stims.confirm_button(t.confirm)
         for stim in (self.stims.question(t.rate_heat), self.stims.slider(prompt), button.rect, button.label,
-                     *self._help_stims, *self._cross):
+                     *self._cross):
             stim.draw()
         self.win.clearBuffer()
+
+    def _warm_up_help(self) -> None:
+        for stim in self._help():
+            stim.draw()
+        self.win.clearBuffer()
+
+    def _warm_up_step(self) -> None:
+        """Run one pending warm-up job (the help overlay), if the current screen is one during which no
+        stimulus can run (layout.WARM_UP_SCREENS): the window opens and shows the first screen sooner, and
+        the time is spent where a late frame costs nothing. Whatever is not warmed up is built when first
+        needed."""
+        if self._warm_jobs and self._screen.name in L.WARM_UP_SCREENS:
+            self._warm_jobs.popleft()()
 
     def close(self) -> None:
         """Close the window, finish writing screenshots and stop the status view. Never raises."""
@@ -339,7 +355,8 @@ class PsychoPyUI(ParticipantUI):
         new = _Screen(screen, text, countdown_to)
         if new == self._screen and self._screen_laid_out:
             return  # a session may call show() every frame: laying text out again costs milliseconds
-        self.status_view.update({"screen": screen})
+        if self._continuous is None:  # else the staff view keeps saying "continuous_..." (what is drawn)
+            self.status_view.update({"screen": screen})
         self.status_view.set_countdown(screen, countdown_to)
         self._screen = new
         self._screen_laid_out = self.win is not None
@@ -375,8 +392,13 @@ class PsychoPyUI(ParticipantUI):
             self._countdown.text = text
         self._countdown.draw()
 
+    def _help(self) -> list[Any]:
+        if self._help_stims is None:
+            self._help_stims = self.stims.help_overlay()
+        return self._help_stims
+
     def _draw_help(self) -> None:
-        for stim in self._help_stims:
+        for stim in self._help():
             stim.draw()
 
     def tick(self) -> None:
@@ -390,6 +412,7 @@ class PsychoPyUI(ParticipantUI):
         # clicks on a plain screen mean nothing; drop them so they cannot land in a rating that is
         # waiting outside this tick (e.g. a pause entered from inside rate())
         self._mouse.clear()
+        self._warm_up_step()
 
     # --- ratings, choices, text -------------------------------------------------------------------
     def prompt_geometry(self, prompt: RatingPrompt) -> dict[str, Any]:

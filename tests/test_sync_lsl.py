@@ -133,3 +133,31 @@ def test_no_sync_no_lsl_fields(tmp_path: Path) -> None:
     assert not any("lsl_t" in e for e in evs)
     assert "stimulus_end" in {e["event"] for e in evs}  # the offset is part of the record either way
     assert "sync" not in json.loads((o.session_dir / "session.json").read_text(encoding="utf-8"))
+
+
+def test_onset_marker_is_stamped_at_the_launch(tmp_path: Path) -> None:
+    """The onset marker carries the LSL time of the launch, taken before the TTL and the event write."""
+    from cpm_session.sim.devices import SimThermode
+    from cpm_session.sim.world import build_devices
+
+    name = f"cpm-test-{uuid.uuid4().hex[:10]}"
+    station = sync_station(lsl=True, stream_name=name, ttl_on_launch=True)
+    clock = VirtualClock()
+    devs = build_devices(station, cap_c=49.0, neutral_c=32.0, clock=clock)
+    launches: list[float] = []
+
+    class Stamped(SimThermode):
+        def launch(self) -> None:
+            super().launch()
+            launches.append(pylsl.local_clock())
+
+        def output_trigger(self, code: int = 255, duration_ms: int = 10) -> None:
+            import time
+            time.sleep(0.02)  # a slow trigger write must not move the onset marker
+
+    devs.thermode = Stamped(clock, 49.0, 32.0)
+    o = run_visit(load_protocol(THERMAL), station, data_dir=tmp_path, participant="L004", visit="baseline",
+                  clock=clock, devices=devs, seed=5)
+    stims = [e for e in events(o.session_dir) if e["event"] == "stimulus"]
+    assert len(stims) == len(launches) > 0
+    assert all(0 <= e["lsl_t"] - t < 0.002 for e, t in zip(stims, launches, strict=True))

@@ -105,10 +105,12 @@ class Context:
     def log(self, event: str, **fields: Any) -> dict[str, Any]:
         """Append an event to the session log (no-op before the folder exists) and tell the observers.
 
-        A sync-marker event is first sent to the LSL marker stream; its LSL timestamp goes into `lsl_t`."""
+        A sync-marker event is first sent to the LSL marker stream, stamped now or at `lsl_at` (a moment taken
+        with `sync.now()`, e.g. the launch); that LSL timestamp goes into `lsl_t`."""
+        lsl_at = fields.pop("lsl_at", None)
         if self.folder is None:
             return {}
-        lsl_t = self.sync.marker(event, self.folder.log.seq, fields)
+        lsl_t = self.sync.marker(event, self.folder.log.seq, fields, at=lsl_at)
         if lsl_t is not None:
             fields["lsl_t"] = lsl_t
         rec = self.folder.log.append(event, **fields)

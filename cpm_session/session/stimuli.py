@@ -61,13 +61,14 @@ def heat(ctx: Context, target_c: float, plateau_s: float, phase: str, trial: int
     ctx.wait_until(planned_t)
     thermode.launch()
     onset = ctx.clock.now()
+    lsl_onset = ctx.sync.now()  # the onset marker is stamped at the launch, not when the event is written
     ttl = ctx.sync.ttl_after_launch(thermode)  # station [sync] ttl_on_launch: the thermode's trigger output
     back_s = duration_s + abs(target_c - neutral) / th.return_c_per_s
     ctx.stim_end = onset + back_s
     ctx.log("stimulus", phase=phase, trial=trial, modality="thermal", target_c=round(target_c, 3),
             duration_s=round(duration_s, 4), plateau_s=plateau_s, planned_onset_t=round(planned_t, 6),
             onset_t=round(onset, 6), onset_error_s=round(onset - planned_t, 6),
-            **thermode.stimulus_details(), **ttl)
+            **thermode.stimulus_details(), **ttl, lsl_at=lsl_onset)
     return onset, onset + back_s
 
 

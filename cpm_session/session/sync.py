@@ -104,9 +104,13 @@ class MarkerStream:
         except Exception as e:  # noqa: BLE001 - one line for the user, not a traceback
             raise SyncError(f"sync: cannot open LSL marker stream '{name}' ({type(e).__name__}: {e})") from None
 
-    def push(self, text: str) -> float:
-        """Send one marker stamped now; return its LSL timestamp (`pylsl.local_clock()` seconds)."""
-        ts = float(self._lsl.local_clock())
+    def now(self) -> float:
+        """Return the LSL clock now (`pylsl.local_clock()` seconds)."""
+        return float(self._lsl.local_clock())
+
+    def push(self, text: str, at: float | None = None) -> float:
+        """Send one marker stamped `at` (LSL seconds; default now); return its timestamp."""
+        ts = float(self._lsl.local_clock()) if at is None else at
         self.outlet.push_sample([text], ts)
         return ts
 
@@ -153,11 +157,16 @@ class Sync:
         """Return True if markers are sent."""
         return self.stream is not None and self.stream.outlet is not None
 
-    def marker(self, event: str, seq: int | None, fields: dict[str, Any]) -> float | None:
-        """Send the marker of `event` if it is one; return its LSL timestamp (None = not sent)."""
+    def now(self) -> float | None:
+        """Return the LSL clock now (None without a marker stream): stamp a moment before logging it."""
+        return self.stream.now() if self.enabled and self.stream is not None else None
+
+    def marker(self, event: str, seq: int | None, fields: dict[str, Any], at: float | None = None) -> float | None:
+        """Send the marker of `event` if it is one, stamped `at` (LSL s, from `now()`; default: now); return
+        its LSL timestamp (None = not sent)."""
         if self.stream is None or event not in MARKER_EVENTS or self.stream.outlet is None:
             return None
-        return round(self.stream.push(marker_text(event, seq, fields)), 6)
+        return round(self.stream.push(marker_text(event, seq, fields), at), 6)
 
     def wait_for_recorder(self) -> bool | None:
         """Hold the start until a recorder connects (`wait_for_recorder_s`); return whether one did (None = no wait)."""

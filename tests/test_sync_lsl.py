@@ -131,7 +131,7 @@ def test_no_sync_no_lsl_fields(tmp_path: Path) -> None:
                   clock=VirtualClock(), seed=2)
     evs = events(o.session_dir)
     assert not any("lsl_t" in e for e in evs)
-    assert "stimulus_end" in {e["event"] for e in evs}  # the offset is part of the record either way
+    assert "stimulus_end" not in {e["event"] for e in evs}  # offsets are markers; the log has onset + duration
     assert "sync" not in json.loads((o.session_dir / "session.json").read_text(encoding="utf-8"))
 
 

@@ -108,8 +108,9 @@ def ts_trial(ctx: Context, phase: str, trial: int, planned_t: float, intensity: 
                 ctx.ui.show("fixation", ctx.p.texts.stimulus_on)
                 ctx.wait_until(back)
                 ctx.stim_end = -1.0
-                ctx.log("stimulus_end", phase=phase, trial=trial, modality="thermal" if thermal else "pressure",
-                        onset_t=round(onset, 6), end_t=round(back, 6))
+                if ctx.sync.enabled:  # the offset marker (without a marker stream the end is onset + duration)
+                    ctx.log("stimulus_end", phase=phase, trial=trial, modality="thermal" if thermal else "pressure",
+                            onset_t=round(onset, 6), end_t=round(back, 6))
                 if thermal:
                     rise_s = abs(intensity - ctx.p.safety.neutral_c) / ctx.p.thermode.rise_c_per_s
                     qc_flags = ctx.stimulus_delivered(phase, trial, intensity, onset, rise_s + plateau)

@@ -212,7 +212,7 @@ def test_real_engine_resumed_and_pressure_sessions(tmp_path: Path) -> None:
                                     seed=1)
     clock = VirtualClock()
     ui = HeadlessUI(clock)
-    ui.press("escape", 1000.0)  # during the cold pressor
+    ui.press("escape", 890.0)  # during the cold pressor
     first = engine.run_visit(load_protocol(ROOT / "protocols" / "cpm-thermal.toml"), load_station(ROOT / "hardware" / "sim.toml"),
                              data_dir=tmp_path, participant="P002", visit="baseline", clock=clock, ui=ui)
     assert first.status == "aborted"

@@ -81,16 +81,25 @@ def test_cpm_formula_and_zero_ts_pre() -> None:
     assert cpm_values(None, 3.0, 5.0)["cpm_abs"] is None
 
 
-def test_zero_ts_pre_visit_reports_undefined_pct(tmp_path: Path) -> None:
-    # a participant who feels nothing: every rating 0, calibration ends at the cap, TS_pre = 0
+def test_participant_who_feels_nothing_is_never_heated_to_the_cap_and_the_visit_stops(tmp_path: Path) -> None:
+    # every rating 0: calibration cannot verify a Pain-60; the visit stops (resumable), nothing at the cap
+    cap = load_protocol(THERMAL).safety.thermode_cap_c
     truth = ParticipantTruth(pain60_c=70.0, slope_c=0.5, noise_sd=0.0)
-    out, _, _ = simulate(tmp_path, truth=truth)
+    out, _, devs = simulate(tmp_path, truth=truth)
     r = out.results
-    assert out.status == "completed" and r["ts_pre"] == 0.0
-    assert r["cpm_pct"] is None and "TS_pre is 0" in r["cpm_pct_note"]
-    assert r["calibration"]["outcome"] in ("not_reached", "failed_quality")
+    assert out.status == "paused_fault" and r["ts_intensity"] is None and r["ts_pre"] is None
     evs = events(out.session_dir)
+    assert of(evs, "calibration_result")[-1]["outcome"] in ("not_reached", "failed")
     assert any(e["kind"].startswith("calibration_") for e in of(evs, "deviation"))
+    assert not [e for e in of(evs, "stimulus") if e["phase"] in ("ts_pre", "ts_post")]
+    assert max(e["target_c"] for e in of(evs, "stimulus")) <= cap  # reached only by the step-up rule
+
+
+def test_zero_ts_pre_gives_an_undefined_pct() -> None:
+    r = cpm_values(0.0, 3.0, 5.0)
+    assert r["cpm_pct"] is None and "TS_pre is 0" in r["cpm_pct_note"] and r["cpm_abs"] == -3.0
+    r = cpm_values(0.5, 3.0, 5.0, pct_min_ts_pre=10.0)
+    assert r["cpm_pct"] is None and "floor" in r["cpm_pct_note"]
 
 
 def test_calibration_never_exceeds_cap(tmp_path: Path) -> None:
@@ -102,7 +111,8 @@ def test_calibration_never_exceeds_cap(tmp_path: Path) -> None:
         th = devs.thermode
         assert isinstance(th, SimThermode)
         assert max(c[2].get("target_c", 0) for c in th.commands) <= cap
-    assert out.results["pain60_c"] == cap
+    # a Pain-60 above the cap is never "found" at the cap: no TS intensity, the visit stops
+    assert out.results["pain60_c"] is None and out.status == "paused_fault"
 
 
 def test_thermode_refuses_above_cap() -> None:
@@ -163,7 +173,7 @@ def test_escape_aborts_thermode_to_neutral_within_100ms(tmp_path: Path) -> None:
     assert header["status"] == "aborted" and "resume" in header["message"]
 
 
-@pytest.mark.parametrize("phase_t", [3.0, 300.0, 700.0, 930.0, 1000.0, 1048.0, 1070.0])
+@pytest.mark.parametrize("phase_t", [3.0, 300.0, 700.0, 820.0, 900.0, 950.0, 980.0])
 def test_escape_from_every_phase(tmp_path: Path, phase_t: float) -> None:
     out, _, devs = simulate(tmp_path, seed=1, keys=[("escape", phase_t)])
     assert out.status == "aborted"
@@ -243,7 +253,8 @@ def test_cold_pressor_never_longer_than_max(tmp_path: Path, write_protocol) -> N
 
 
 def test_missing_rating_is_repeated_then_recorded_missing(tmp_path: Path) -> None:
-    out, _, _ = simulate(tmp_path, truth=ParticipantTruth(miss_prob=1.0), seed=2)
+    simulate(tmp_path, seed=2)  # the baseline gives the TS intensity; the post visit's participant never answers
+    out, _, _ = simulate(tmp_path, visit="post", truth=ParticipantTruth(miss_prob=1.0), seed=2)
     evs = of(events(out.session_dir), "rating")
     pre = [e for e in evs if e["phase"] == "ts_pre"]
     assert len(pre) == 6 and all(e["missing"] and e["rating"] is None for e in pre)  # 3 trials x 2 attempts

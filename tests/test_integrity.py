@@ -323,7 +323,7 @@ def test_any_changed_cell_of_a_real_ratings_table_is_found(pristine: Path, tmp_p
     s = _copy(pristine, tmp_path)
     with open(s / "ratings.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    k = 10  # a ts_pre row: every column has a value
+    k = next(i for i, r in enumerate(rows) if r["phase"] == "ts_pre")  # a ts_pre row: every column has a value
     new = {"phase": "ts_post", "site": "left calf", "intensity_unit": "kPa", "flag": "not_noxious",
            "missing": "True"}.get(column, "7")
     assert rows[k][column] != new

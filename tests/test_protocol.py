@@ -102,3 +102,49 @@ def test_any_document_gives_protocol_or_clear_error(doc: dict) -> None:
         parse_protocol(doc, "fuzz.toml")
     except ProtocolFileError as e:
         assert "fuzz.toml" in str(e) and "key" in str(e)
+
+
+def test_shipped_calibration_settings() -> None:
+    c = load_protocol(THERMAL).calibration
+    assert c.method == "bayes" and c.floor_c == 35.0 and c.start_c == 40.0 and c.max_step_up_c == 3.0
+    assert c.ci_halfwidth_c == 0.5 and c.verify_n >= 1 and c.max_stimuli >= 10
+    assert load_protocol(PRESSURE).calibration.method == "bayes"
+
+
+@pytest.mark.parametrize("key,value,expected", [
+    ("method", "psi", "'bayes', 'ascending' or 'staircase'"),
+    ("floor_c", 25.0, "greater than or equal to 30"),
+    ("floor_c", float("nan"), "or equal to"),
+    ("max_step_up_c", 0.0, "greater than 0"),
+    ("max_step_up_c", 8.0, "less than or equal to 5"),
+    ("max_stimuli", 2, "greater than or equal to 3"),
+    ("max_stimuli", 100, "less than or equal to 40"),
+    ("ci_halfwidth_c", float("inf"), "less than or equal to 5"),
+    ("verify_n", 0, "greater than or equal to 1"),
+    ("max_stimuli", 12.5, "integer"),
+])
+def test_calibration_keys_are_bounded(tmp_path: Path, protocol_data: dict, key: str, value: object, expected: str) -> None:
+    protocol_data["calibration"][key] = value
+    e = _err(tmp_path, protocol_data)
+    assert e.key == f"calibration.{key}" and expected in e.expected, (e.key, e.expected)
+
+
+def test_calibration_cross_rules(tmp_path: Path, protocol_data: dict) -> None:
+    protocol_data["calibration"]["floor_c"] = 41.0  # above start_c 40
+    e = _err(tmp_path, protocol_data)
+    assert e.key == "calibration" and "start_c 40.0 must be >= floor_c 41.0" in e.expected
+    protocol_data["calibration"]["floor_c"] = 35.0
+    protocol_data["calibration"]["tolerance"] = 45.0
+    e = _err(tmp_path, protocol_data)
+    assert e.key == "calibration" and "tolerance" in e.expected
+    protocol_data["calibration"]["tolerance"] = 10.0
+    protocol_data["calibration"]["floor_c"] = 32.0
+    protocol_data["safety"]["neutral_c"] = 33.0
+    e = _err(tmp_path, protocol_data)
+    assert e.key == "calibration.floor_c" and "neutral_c" in e.expected
+
+
+def test_calibration_keys_missing_are_named(tmp_path: Path, protocol_data: dict) -> None:
+    del protocol_data["calibration"]["floor_c"]
+    e = _err(tmp_path, protocol_data)
+    assert e.key == "calibration.floor_c" and e.found == "<missing>"

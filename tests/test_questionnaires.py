@@ -231,7 +231,11 @@ def test_unknown_item_and_nan(hads, nrs):
 def test_questionnaire_result(hads, nrs):
     answers = {it.id: 1 for it in hads.items} | {"q14": None}
     res = questionnaire_result(hads, answers, "staff")
-    assert set(res) == {"answers", "scores", "entered_by", "wording_source"}
+    assert set(res) == {"answers", "scores", "bands", "entered_by", "wording_source"}
+    assert res["bands"] == {"anxiety": "normal", "depression": "normal"}  # 7 and 6 x 7/6 = 7: normal (0-7)
+    nine = {it.id: 0 for it in hads.items} | {"q2": 3, "q4": 3, "q6": 3, "q8": None}  # depression 9 x 7/6 = 10.5
+    nine_res = questionnaire_result(hads, nine, "staff")
+    assert nine_res["scores"]["depression"] == pytest.approx(10.5) and nine_res["bands"]["depression"] == "borderline"
     assert res["answers"]["q1"] == 1 and res["answers"]["q14"] is None and len(res["answers"]) == 14
     assert res["scores"] == {"anxiety": 7.0, "depression": pytest.approx(6 * 7 / 6)}
     assert res["entered_by"] == "staff" and res["wording_source"] == "placeholder"

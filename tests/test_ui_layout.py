@@ -39,7 +39,7 @@ def test_every_screen_a_visit_shows_has_a_style(tmp_path: Path) -> None:
     """Simulated visits (thermal with a pause, thermal stopped by Escape, pressure) show only screens
     listed in SCREEN_STYLES."""
     shown: set[str] = set()
-    for name, kw in (("pause", {"keys": [("p", 900.0), ("p", 905.0)]}), ("stop", {"keys": [("escape", 300.0)]}),
+    for name, kw in (("pause", {"keys": [("p", 700.0), ("p", 705.0)]}), ("stop", {"keys": [("escape", 300.0)]}),
                      ("pressure", {"protocol": PRESSURE})):
         _, ui, _ = simulate(tmp_path / name, **kw)  # type: ignore[arg-type]
         shown |= {screen for _, screen, _ in ui.shown}

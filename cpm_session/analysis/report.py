@@ -14,6 +14,7 @@ import pandas as pd
 
 from cpm_session import __version__
 from cpm_session.analysis.constants import CI_LEVEL, SIGN_CONVENTION, SIGN_TAG
+from cpm_session.analysis.fidelity import report_section as fidelity_report_section
 from cpm_session.analysis.plots import session_figure, study_figure
 from cpm_session.analysis.summarize import SummaryResult
 from cpm_session.analysis.trial import TrialAnalysis
@@ -143,6 +144,9 @@ def write_report(analysis: TrialAnalysis, summary: SummaryResult, out_dir: str |
         "protocol_deviations.csv": a.deviations, "sign_convention.csv": sign,
         "warnings.csv": pd.DataFrame({"warning": summary.warnings + a.skipped}),
     }
+    # protocol fidelity: sensitivity ANCOVA within protocol + fidelity table per arm and visit (analysis/fidelity.py)
+    fidelity_html, fidelity_tables = fidelity_report_section(a, summary.table, _table)
+    tables.update(fidelity_tables)
     model_files = []
     for i, r in enumerate(a.ancova, start=1):
         name = f"model_{i:02d}_{r.outcome.split(',')[0].split(' (')[0].lower().replace(' ', '_')}.csv"
@@ -198,6 +202,7 @@ def write_report(analysis: TrialAnalysis, summary: SummaryResult, out_dir: str |
              "shapiro = Shapiro-Wilk test of the residuals.</p>",
              _table(_main_results(results)),
              "<h3>Assumption checks</h3>", _table(_checks(results)), _assumption_notes(a),
+             fidelity_html,  # protocol fidelity (analysis/fidelity.py)
              _img_embedded(study_png, "baseline vs post CPM per participant and CPM change by arm"),
              f"<h2>Model tables {SIGN_TAG}</h2>"]
     for name, r in model_files:

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from cpm_session.analysis.constants import DEFAULT_CPM_THRESHOLD_ABS, SIGN_TAG
+from cpm_session.analysis.fidelity import summary_columns as fidelity_summary_columns
 from cpm_session.errors import CpmError, SessionError
 from cpm_session.record.folder import file_sha256, iter_session_dirs, read_events, set_path
 from cpm_session.resources import resource_dir
@@ -466,6 +467,7 @@ def read_session(path: Path, protocols: ProtocolCache,
         "amended": bool(amended), "amendments": " | ".join(amended), "integrity_ok": integrity_ok,
         "log_events": len(events), "path": str(path),
     })
+    row.update(fidelity_summary_columns(path, results, rec.get("status"), events))  # protocol fidelity (analysis/fidelity.py)
     return row, warns
 
 

@@ -7,9 +7,10 @@ ProtocolFileError naming the file, the key (dotted path), what was expected and 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from cpm_session.errors import ProtocolFileError
 from cpm_session.limits import ABSOLUTE_MAX_C
@@ -62,15 +63,23 @@ class ThermodeSettings(_Strict):
 
 
 class Calibration(_Strict):
-    method: Literal["ascending", "staircase"]
+    """Heat calibration (cpm_session.calibration): every temperature in [floor_c, cap], at most
+    max_step_up_c above the hottest one rated below stop_rating; the TS is verified (verify_n stimuli
+    with a mean within target_rating ± tolerance) or there is none."""
+
+    method: Literal["bayes", "ascending", "staircase"]
     site: str
     target_rating: float = Field(gt=0, lt=100)
+    floor_c: float = Field(ge=30, le=ABSOLUTE_MAX_C)
     start_c: float = Field(gt=0, le=ABSOLUTE_MAX_C)
     step_c: float = Field(gt=0, le=5)
+    max_step_up_c: float = Field(gt=0, le=5)
     stop_rating: float = Field(gt=0, le=100)
+    max_stimuli: int = Field(ge=3, le=40)
+    ci_halfwidth_c: float = Field(gt=0, le=5)
     stimulus_s: float = Field(gt=0, le=30)
     rest_s: float = Field(ge=0)
-    verify_n: int = Field(ge=0, le=5)
+    verify_n: int = Field(ge=1, le=5)
     tolerance: float = Field(gt=0, le=50)
     max_refinements: int = Field(ge=0, le=5)
     min_slope_per_c: float = Field(gt=0)
@@ -85,6 +94,11 @@ class Calibration(_Strict):
     def _levels(self) -> Calibration:
         if self.stop_rating < self.target_rating:
             raise ValueError(f"stop_rating {self.stop_rating} must be >= target_rating {self.target_rating}")
+        if self.start_c < self.floor_c:
+            raise ValueError(f"start_c {self.start_c} must be >= floor_c {self.floor_c}")
+        if self.tolerance >= min(self.target_rating, 100 - self.target_rating):
+            raise ValueError(f"tolerance {self.tolerance} must leave target_rating {self.target_rating} ± tolerance "
+                             "inside the 0-100 scale")
         return self
 
 
@@ -95,6 +109,14 @@ class TestStimulus(_Strict):
     post_repeats: int = Field(ge=1, le=10)
     interval_s: float = Field(ge=0)
     post_delay_s: float = Field(ge=0)
+    rating_mode: Literal["prompt", "continuous"] = "prompt"
+    """prompt: one slider rating after each stimulus; continuous: the slider is live from the onset and every
+    frame's value is kept (continuous_ratings.csv); the stimulus's rating is then `continuous_summary`."""
+    continuous_summary: Literal["peak", "mean", "at"] = "peak"
+    continuous_at_s: float = Field(default=0.0, ge=0, le=120)
+    """With continuous_summary = "at": the value this many seconds after the onset."""
+    continuous_tail_s: float = Field(default=2.0, ge=0, le=30)
+    """Continuous rating goes on this long after the thermode is back at neutral."""
 
 
 class ColdPressor(_Strict):
@@ -106,6 +128,9 @@ class ColdPressor(_Strict):
     rating_at_s: float = Field(gt=0)
     min_cs_rating: float = Field(ge=0, le=100)
     bath_stable_s: float = Field(ge=0)
+    rating_mode: Literal["prompt", "continuous"] = "prompt"
+    """continuous: the hand's pain is rated on a live slider for the whole immersion; the 30 s rating is then
+    the slider's value at `rating_at_s`."""
 
     @model_validator(mode="after")
     def _order(self) -> ColdPressor:
@@ -141,6 +166,48 @@ class Ratings(_Strict):
 
 class Analysis(_Strict):
     cpm_threshold_abs: float = Field(ge=0)
+
+
+class Fidelity(_Strict):
+    """Limits of protocol fidelity: how far a visit may stray from its plan before it is a deviation.
+
+    Every duration in session seconds, temperatures in °C, pressures in kPa; all finite."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    max_cs_to_ts_post_s: float = Field(gt=0, le=600)
+    """Longest interval from the end of the immersion to the TS_post onset (the seed's "immediately")."""
+    warn_before_s: float = Field(ge=0, le=600)
+    """The staff view warns when the TS_post limit is this close."""
+    max_onset_error_s: float = Field(gt=0, le=60)
+    """Largest |actual - planned| stimulus onset (and time of the 30 s hand rating)."""
+    max_ts_interval_error_s: float = Field(gt=0, le=60)
+    """Largest |actual - planned| interval between consecutive TS_pre stimuli."""
+    max_delivered_error_c: float = Field(gt=0, le=10)
+    """Largest |delivered plateau mean - target| of a heat stimulus (thermode trace)."""
+    max_delivered_error_kpa: float = Field(gt=0, le=500)
+    """Largest |delivered hold mean - target| of a pressure stimulus (algometer samples)."""
+    bath_range_c: list[Annotated[float, Field(ge=-5, le=40)]] = Field(min_length=2, max_length=2)
+    """[min, max] bath temperature tolerated during the immersion."""
+    max_immersion_shortfall_s: float = Field(ge=0, le=300)
+    """How much shorter than planned an immersion may be (a withdrawal beyond this is a deviation)."""
+    max_missing_ratings: int = Field(ge=0, le=100)
+    max_pauses: int = Field(ge=0, le=100)
+
+    @field_validator("bath_range_c")
+    @classmethod
+    def _bath_order(cls, v: list[float]) -> list[float]:
+        if not v[0] < v[1]:
+            raise PydanticCustomError("fidelity_range", "[min, max] with min below max")
+        return v
+
+    @field_validator("warn_before_s")
+    @classmethod
+    def _warn_inside(cls, v: float, info: ValidationInfo) -> float:
+        limit = info.data.get("max_cs_to_ts_post_s")
+        if limit is not None and v >= limit:
+            raise PydanticCustomError("fidelity_warn", "a number below max_cs_to_ts_post_s ({limit})", {"limit": limit})
+        return v
 
 
 class Resume(_Strict):
@@ -179,6 +246,8 @@ class Texts(_Strict):
     rate_heat: str
     rate_pressure: str
     rate_hand: str
+    rate_continuous: str = "Move the slider whenever the pain changes"
+    """Shown over a continuous (live) rating slider."""
     anchor_low: str
     anchor_high: str
     confirm: str
@@ -207,6 +276,7 @@ class Protocol(_Strict):
     control_conditioning: ControlConditioning
     ratings: Ratings
     analysis: Analysis
+    fidelity: Fidelity
     resume: Resume
     questionnaires: Questionnaires
     screen: Screen
@@ -220,6 +290,9 @@ class Protocol(_Strict):
         cap = self.safety.thermode_cap_c
         if self.calibration.start_c >= cap:
             raise ValueError(f"calibration.start_c {self.calibration.start_c} must be below safety.thermode_cap_c {cap}")
+        if self.calibration.floor_c <= self.safety.neutral_c:
+            raise ValueError(f"calibration.floor_c {self.calibration.floor_c} must be above safety.neutral_c "
+                             f"{self.safety.neutral_c} (a calibration stimulus must be warmer than the baseline)")
         if self.safety.neutral_c >= cap:
             raise ValueError(f"safety.neutral_c {self.safety.neutral_c} must be below safety.thermode_cap_c {cap}")
         return self
@@ -227,6 +300,7 @@ class Protocol(_Strict):
 
 _CROSS_KEYS = {
     "calibration.start_c": "calibration.start_c",
+    "calibration.floor_c": "calibration.floor_c",
     "safety.neutral_c": "safety.neutral_c",
 }
 

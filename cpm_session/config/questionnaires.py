@@ -438,7 +438,11 @@ def score(q: Questionnaire, answers: dict[str, int | float | None]) -> dict[str,
 def band(q: Questionnaire, score_name: str, value: float | None) -> str | None:
     """Return the band label of `value` for score `score_name` (None if no bands or no value).
 
-    A value between two bands (only possible after prorating) belongs to the lower band.
+    Band rule (the project's own, documented in questionnaires/README.md "Bands"): bands are inclusive
+    integer ranges from the file; a value between two bands (only possible after prorating, e.g. a HADS
+    subscale with one item missing and 9 points on the other six: 9 x 7/6 = 10.5, between borderline 8-10
+    and abnormal 11-21) belongs to the LOWER band, i.e. the label of the last band whose
+    `min` is <= the value. Rounding up would label a participant a 'case' on an item they did not answer.
     """
     rule = next(r for r in q.scores if r.name == score_name)
     if value is None or not rule.bands:
@@ -458,13 +462,15 @@ def bands(q: Questionnaire, scores: dict[str, float | None]) -> dict[str, str | 
 def questionnaire_result(q: Questionnaire, answers: dict[str, int | float | None], entered_by: str) -> dict[str, Any]:
     """Return the object stored in session.json `questionnaires[q.name]`.
 
-    Keys: `answers` (every item id -> value or None), `scores`, `entered_by` ('participant' | 'staff'),
-    `wording_source`.
+    Keys: `answers` (every item id -> value or None), `scores`, `bands` (score -> band label or None, for
+    every score that declares bands, e.g. HADS `anxiety`/`depression`: normal | borderline | abnormal;
+    see `band` for the rule), `entered_by` ('participant' | 'staff'), `wording_source`.
     """
     if entered_by not in ENTERED_BY:
         raise QuestionnaireAnswerError(f"{q.name}: entered_by must be one of {list(ENTERED_BY)}, got {entered_by!r}")
-    return {"answers": normalize_answers(q, answers), "scores": score(q, answers), "entered_by": entered_by,
-            "wording_source": q.wording_source}
+    scores = score(q, answers)
+    return {"answers": normalize_answers(q, answers), "scores": scores, "bands": bands(q, scores),
+            "entered_by": entered_by, "wording_source": q.wording_source}
 
 
 def value_of_choice(item: Item, index: int | None) -> Number | None:
@@ -485,13 +491,21 @@ def simulate_answers(q: Questionnaire, rng: np.random.Generator, severity: float
     """
     if not (isinstance(severity, (int, float)) and 0.0 <= float(severity) <= 1.0):
         raise ValueError(f"severity must be a number in [0, 1], got {severity!r}")
-    out: dict[str, Number] = {}
-    for it in q.items:
-        vals = it.allowed_values()
-        lo, hi = min(vals), max(vals)
-        target = lo + float(severity) * (hi - lo) + rng.normal(0.0, SIM_NOISE_FRACTION * (hi - lo))
-        out[it.id] = min(vals, key=lambda v: (abs(v - target), v))
-    return out
+    return {it.id: simulate_value(it.allowed_values(), rng, severity) for it in q.items}
+
+
+def simulate_value(values: list[Number] | tuple[Number, ...], rng: np.random.Generator, severity: float) -> Number:
+    """Return the simulated answer (one of `values`) to one item at `severity` 0..1 (rule of `simulate_answers`).
+
+    Only the values matter, never their order on screen: items listed from most to least symptomatic
+    (HADS values 3, 2, 1, 0) get the same answers as items listed the other way round."""
+    if not values:
+        raise ValueError("an item needs at least one option value")
+    if not (isinstance(severity, (int, float)) and 0.0 <= float(severity) <= 1.0):
+        raise ValueError(f"severity must be a number in [0, 1], got {severity!r}")
+    lo, hi = min(values), max(values)
+    target = lo + float(severity) * (hi - lo) + rng.normal(0.0, SIM_NOISE_FRACTION * (hi - lo))
+    return min(values, key=lambda v: (abs(v - target), v))
 
 
 def load_questionnaires(names: list[str], *, base_dir: Path = QUESTIONNAIRE_DIR,

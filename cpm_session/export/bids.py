@@ -35,6 +35,7 @@ from cpm_session.export import (
     questionnaire_labels,
     sessions_by_visit,
 )
+from cpm_session.record.fidelity import export_fields as fidelity_export_fields
 from cpm_session.record.folder import get_path
 
 BIDS_VERSION = "1.9.0"
@@ -176,6 +177,13 @@ SESSION_COLUMNS: list[tuple[str, str, dict[str, Any]]] = [
         "the originals stay in the source log. n/a when there is none."}),
 ]
 
+SESSION_COLUMNS += [  # protocol fidelity (record/fidelity.py): one column per requirement and its within-limits flag
+    (f["name"], f["path"], {"LongName": f["label"], "Description": f["description"][0].upper() + f["description"][1:]
+                            + (" (n/a: not measured or not applicable; see results.fidelity in session.json)."),
+                            **({"Units": {"C": "oC"}.get(f["unit"], f["unit"])} if f["unit"] else {}),
+                            **({"Levels": BOOL_LEVELS} if f["type"] == "bool" else {})})
+    for f in fidelity_export_fields()]
+
 
 def _with_observed_levels(desc: dict[str, Any], values: list[str]) -> dict[str, Any]:
     """Return `desc` with every observed value described in its Levels (unknown ones 'as recorded')."""
@@ -297,11 +305,23 @@ def beh_table(s: SessionData) -> tuple[list[str], list[list[str]], dict[str, Any
 
 def _grid(tf: list[float]) -> tuple[float, list[int]] | None:
     """Place irregular sample times on a regular grid at the finest interval; return (dt, slot of each
-    sample) or None when two samples would share a slot or the grid would be mostly empty."""
+    sample; -1 for a sample that found no free slot within half an interval) or None when the grid would
+    be mostly empty."""
     dts = [round(b - a, 6) for a, b in zip(tf, tf[1:], strict=False)]
     fine = min(d for d in dts if d > 0)
-    slots = [round((t - tf[0]) / fine) for t in tf]
-    if len(set(slots)) != len(slots) or slots[-1] + 1 > MAX_GRID_FILL * len(tf):
+    slots: list[int] = []
+    taken: set[int] = set()
+    for t in tf:
+        x = (t - tf[0]) / fine
+        for cand in (round(x), int(x) + 1, int(x)):
+            if cand not in taken and abs(x - cand) <= 0.5 + 1e-6:
+                taken.add(cand)
+                slots.append(cand)
+                break
+        else:
+            slots.append(-1)
+    last = max(slots)
+    if last + 1 > MAX_GRID_FILL * len(tf):
         return None
     return fine, slots
 
@@ -345,12 +365,18 @@ def device_traces(s: SessionData) -> dict[str, tuple[list[str], list[list[str]],
             else:
                 dt, slots = grid
                 gridded = [[NA] * (1 + len(quantities)) for _ in range(slots[-1] + 1)]
+                dropped = 0
                 for slot, row in zip(slots, rows, strict=True):
-                    gridded[slot] = row
+                    if slot < 0:
+                        dropped += 1
+                    else:
+                        gridded[slot] = row
                 rows = gridded
                 note = (f"; the device's sampling rate varies, so samples sit on a regular {dt:g} s grid in the "
                         f"row nearest their time (n/a rows where there was no sample); the time column holds "
-                        f"each sample's exact session time")
+                        f"each sample's exact session time"
+                        + (f"; {dropped} sample(s) closer than half an interval to another were left out "
+                           "(all are in sourcedata devices.csv)" if dropped else ""))
         sidecar: dict[str, Any] = {
             "TaskName": TASK,
             "PhysioType": "generic",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from cpm_session.export import (
     questionnaire_labels,
     sessions_by_visit,
 )
+from cpm_session.record.fidelity import export_fields as fidelity_export_fields
 from cpm_session.record.folder import get_path
 
 DICTIONARY_HEADERS = [
@@ -229,6 +231,7 @@ def _session_fields(used: set[str], study: Study) -> list[Field]:
         number("calib_intercept", "results.calibration.intercept", "Calibration intercept"),
         number("calib_r2", "results.calibration.r2", "Calibration fit R²", "", "0", "1"),
         Field(n("calib_outcome"), f, "text", "Calibration outcome", "results.calibration.outcome"),
+        *_fidelity_fields(n, f),  # protocol fidelity (record/fidelity.py)
         Field(n("integrity"), f, "text", "Integrity check at export", "@integrity", section="Record",
               note="'verified' or 'FAILED: <problem>' (cpm-session verify)"),
         Field(n("amendments"), f, "notes", "Amendments (field: old -> new, reason, operator, time)", "@amendments",
@@ -236,6 +239,18 @@ def _session_fields(used: set[str], study: Study) -> list[Field]:
         Field(n("other_attempts"), f, "notes", "Other session folders for this visit", "@others",
               note="repeated or aborted attempts not exported as this event's values"),
     ]
+
+
+def _fidelity_fields(n: Callable[[str], str], form: str) -> list[Field]:
+    """Return the protocol-fidelity fields: within protocol, and per requirement its value and within-limits flag."""
+    out = []
+    for i, d in enumerate(fidelity_export_fields()):
+        unit = {"C": " (°C)", "s": " (s)"}.get(d["unit"], "")
+        kind = {"bool": ("yesno", ""), "number": ("text", "number"), "integer": ("text", "integer")}.get(
+            d["type"], ("text", ""))
+        out.append(Field(n(d["name"]), form, kind[0], d["label"] + unit, d["path"], validation=kind[1],
+                         note=d["description"][:250], section="Protocol fidelity" if i == 0 else ""))
+    return out
 
 
 def _max_len(study: Study, key: str) -> int:

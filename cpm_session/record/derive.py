@@ -10,7 +10,7 @@ reader never has to find the protocol file again.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from cpm_session.record.schema import RATING_COLUMNS
@@ -97,14 +97,23 @@ def bath_stats(samples: Iterable[tuple[float, float]], t0: float, t1: float | No
 
 def derivation_values(protocol: Any) -> dict[str, Any]:
     """Return the protocol values the derivations of a session use (stored in results.derivation)."""
+    from cpm_session.record.fidelity import fidelity_plan
+
     a = protocol.analysis
     return {"cpm_threshold_abs": float(a.cpm_threshold_abs),
             "cpm_pct_min_ts_pre": float(getattr(a, "cpm_pct_min_ts_pre", 0.0)),
-            "target_rating": float(protocol.calibration.target_rating)}
+            "target_rating": float(protocol.calibration.target_rating),
+            "fidelity": fidelity_plan(protocol)}
 
 
-def session_results(outputs: Mapping[str, Any], ts_modality: str, derivation: Mapping[str, Any]) -> dict[str, Any]:
-    """Combine the phase outputs of a visit into its `results` block (positive CPM = inhibition)."""
+def session_results(outputs: Mapping[str, Any], ts_modality: str, derivation: Mapping[str, Any], *,
+                    events: Sequence[Mapping[str, Any]] | None = None,
+                    device_rows: Sequence[tuple[float, str, str, float]] = (), status: str | None = None,
+                    cap_c: float | None = None) -> dict[str, Any]:
+    """Combine the phase outputs of a visit into its `results` block (positive CPM = inhibition).
+
+    With the session's `events` (and devices.csv rows), the block includes `fidelity`: how closely the
+    visit followed its protocol (record.fidelity), with the plan stored in `derivation["fidelity"]`."""
     cal = outputs.get("calibration", {})
     pre = outputs.get("ts_pre", {})
     post = outputs.get("ts_post", {})
@@ -130,6 +139,11 @@ def session_results(outputs: Mapping[str, Any], ts_modality: str, derivation: Ma
         c = cpm_values(c_pre, c_post, thr, floor)
         net = None if c["cpm_abs"] is None or res["cpm_abs"] is None else round(res["cpm_abs"] - c["cpm_abs"], 4)
         res["control"] = {"ts_pre": c_pre, "ts_post": c_post, "cpm_abs": c["cpm_abs"], "net_cpm_abs": net}
+    plan = derivation.get("fidelity")
+    if events is not None and isinstance(plan, Mapping):
+        from cpm_session.record.fidelity import compute_fidelity
+
+        res["fidelity"] = compute_fidelity(events, device_rows, plan, status=status, cap_c=cap_c)
     return res
 
 
@@ -152,3 +166,17 @@ def recorded_threshold(header: Mapping[str, Any], start_fields: Mapping[str, Any
         if v is not None:
             return v
     return None
+
+
+def continuous_summary(samples: list[tuple[float, float]], how: str, at_s: float = 0.0) -> float | None:
+    """Return the prompt-style rating of a continuous rating: its peak, its mean, or its value `at_s` after
+    the onset (the last sample at or before it); None when there are no samples."""
+    vals = [(t, v) for t, v in samples if math.isfinite(t) and math.isfinite(v)]
+    if not vals:
+        return None
+    if how == "peak":
+        return round(max(v for _, v in vals), 2)
+    if how == "mean":
+        return round(sum(v for _, v in vals) / len(vals), 2)
+    before = [v for t, v in vals if t <= at_s + 1e-9]
+    return round(before[-1], 2) if before else None

@@ -18,6 +18,8 @@ RATING_COLUMNS = ["phase", "trial", "attempt", "site", "intensity", "intensity_u
 DEVICE_COLUMNS = ["t", "role", "quantity", "value", "unit"]
 TRACE_COLUMNS = ["t", "stimulus", "neutral_c", "zone1_c", "zone2_c", "zone3_c", "zone4_c", "zone5_c"]
 """thermode_trace.csv: the thermode's own temperature stream during each stimulus (stimulus = phase:trial)."""
+CONTINUOUS_COLUMNS = ["stimulus", "t", "value"]
+"""continuous_ratings.csv: every frame of a continuous rating (t from the stimulus onset, session s)."""
 RATING_SOURCE_EVENTS = ("rating", "ppt")
 """Events that each give one ratings.csv row."""
 

@@ -23,6 +23,7 @@ from cpm_session.devices.thermode_qc import assess_stimulus
 from cpm_session.errors import CpmError
 from cpm_session.record.folder import SessionFolder
 from cpm_session.record.schema import TRACE_COLUMNS
+from cpm_session.session.fidelity_watch import FidelityWatch
 from cpm_session.session.machine import Machine
 from cpm_session.session.sync import Sync
 from cpm_session.ui.base import Choice, ParticipantUI
@@ -74,6 +75,9 @@ class Context:
         self.sync = Sync.open(protocol, station)  # LSL marker stream, when the protocol or station asks
         self.machine = Machine(self.log)
         self.observers: list[Observer] = []
+        self.fidelity = FidelityWatch(self)
+        """Staff countdown to TS_post and a `deviation` event the moment a [fidelity] limit is exceeded."""
+        self.observers.append(self.fidelity)
         self.participant = self.visit = ""
         self.outputs: dict[str, Any] = {}
         self.baseline: dict[str, Any] | None = None
@@ -83,6 +87,7 @@ class Context:
         self.withdrawn_t: float | None = None
         self.bath_warned = False
         self.bath_samples: list[tuple[float, float]] = []
+        self.continuous_id: str | None = None
         self.write_failed = False
         self.bath_reader: BackgroundReader | None = None
         self.algometer_reader: BackgroundReader | None = None
@@ -229,6 +234,7 @@ class Context:
         if self.in_water_t is not None:
             self.bath_samples.append((now, bath_c))
             self._watch_bath(bath_c)
+            self.fidelity.on_bath(now, bath_c)
 
     def _watch_bath(self, bath_c: float) -> None:
         cp = self.p.cold_pressor
@@ -279,11 +285,15 @@ class Context:
                 end += self._take_note()
                 now = self.clock.now()
             self.sample(now)
+            self.fidelity.tick(now)
             if stop_when is not None and stop_when():
                 return
             if now >= end - 1e-9:
                 return
             step = min(end - now, max(1e-3, self._next_sample - now), self.frame_s())
+            due = self.fidelity.next_due()
+            if due is not None and due > now:
+                step = min(step, due - now)
             nk = self.ui.next_key_t()
             if nk is not None:
                 step = min(step, max(1e-3, nk - now))
@@ -299,6 +309,10 @@ class Context:
         if stim_active:
             self.devices.thermode.abort()
             self.stim_end = -1.0
+        if self.continuous_id is not None:  # the trial is discarded: take the live slider down, keep no samples
+            frames = len(self.ui.stop_continuous())
+            self.log("continuous_rating_discarded", stimulus=self.continuous_id, frames=frames)
+            self.continuous_id = None
         phase = self.phase
         self.machine.go("pause")
         self._resume_requested = False
@@ -308,6 +322,7 @@ class Context:
         while not self._resume_requested:
             self.ui.tick()
             self.sample(self.clock.now())
+            self.fidelity.tick(self.clock.now())
             nk = self.ui.next_key_t()
             step = min(PAUSE_POLL_S, self.frame_s())
             if nk is not None:

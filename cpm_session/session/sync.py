@@ -27,15 +27,16 @@ STREAM_TYPE = "Markers"
 MARKER_EVENTS = frozenset({
     "session_start", "session_end", "phase_enter", "phase_exit",
     "stimulus", "stimulus_end", "trial_discarded",
-    "rating_prompt", "rating", "ppt",
+    "rating_prompt", "rating", "continuous_rating", "continuous_rating_discarded", "ppt",
     "cold_pressor_start", "withdrawal", "cold_pressor_end",
     "staff_step", "pause", "resume", "emergency_stop", "device_fault", "visit_fault", "resume_session",
 })
 """Events that are also sent as markers: stimulus onset (`stimulus`, with its target) and offset
-(`stimulus_end`), rating prompt and answer, cold pressor hand in/out, staff steps, pause/resume, Escape."""
+(`stimulus_end`), rating prompt and answer (a continuous rating: its `rating_prompt` at the onset and its
+`continuous_rating` at the end), cold pressor hand in/out, staff steps, pause/resume, Escape."""
 MARKER_FIELDS = ("phase", "trial", "attempt", "modality", "target_c", "target_kpa", "duration_s", "onset_t",
                  "end_t", "rating", "missing", "rt_s", "step", "reason", "status", "planned_s", "t_in_water_s",
-                 "participant", "visit", "kpa")
+                 "participant", "visit", "kpa", "stimulus", "continuous", "value", "summary", "frames")
 WAIT_POLL_S = 0.05
 
 

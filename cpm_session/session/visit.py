@@ -187,10 +187,24 @@ def run_phases(ctx: Context, *, restart: str, done: set[str]) -> VisitOutcome:
     return finish(ctx, status, message)
 
 
+def fidelity_inputs(session_dir: Path, status: str, cap_c: float) -> dict[str, Any]:
+    """Return the log and device samples `session_results` measures protocol fidelity from (nothing if unreadable)."""
+    from cpm_session.record.fidelity import read_device_rows
+    from cpm_session.record.folder import read_events
+
+    try:
+        events, _problem = read_events(session_dir / "events.jsonl")
+    except (OSError, SessionError):
+        return {}
+    return {"events": events, "device_rows": read_device_rows(session_dir / "devices.csv"), "status": status,
+            "cap_c": cap_c}
+
+
 def finish(ctx: Context, status: str, message: str = "") -> VisitOutcome:
     """Write the results, the `session_end` event and the final header; close the folder."""
     assert ctx.folder is not None
-    res = session_results(ctx.outputs, ctx.p.protocol.ts_modality, derivation_values(ctx.p))
+    res = session_results(ctx.outputs, ctx.p.protocol.ts_modality, derivation_values(ctx.p),
+                          **fidelity_inputs(ctx.folder.path, status, ctx.cap_c))
     try:
         if status == "completed":
             ctx.log("results", **res)

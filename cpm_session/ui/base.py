@@ -83,6 +83,8 @@ class Choice:
     timeout_s: float | None = None
     for_staff: bool = False
     """A question to the research staff (never answered by a simulated participant's `chooser`)."""
+    values: tuple[float, ...] = ()
+    """The value each option scores (questionnaire items), in presentation order; empty when not scored."""
 
 
 class ParticipantUI(ABC):

@@ -6,12 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from cpm_session.calibration import fit_target, make_procedure, refine
+from cpm_session.calibration import make_procedure
 from cpm_session.errors import SessionError
-from cpm_session.session.context import Context
+from cpm_session.session.context import Context, VisitFault
 from cpm_session.session.stimuli import CUE_S, ts_trial
 
 PPT_REST_S = 10.0
+CALIBRATION_SEED_OFFSET = 4242
 PPT_SETTLE_S = 0.5
 
 
@@ -36,8 +37,9 @@ def from_baseline(ctx: Context) -> dict[str, Any]:
     return out
 
 
-def _stimulus(ctx: Context, phase: str, trial: int, temp: float) -> float | None:
+def _stimulus(ctx: Context, stage: str, trial: int, temp: float) -> float | None:
     c = ctx.p.calibration
+    phase = "verification" if stage == "verification" else "calibration"
     r = ts_trial(ctx, phase, trial, ctx.clock.now() + CUE_S, temp, plateau_s=c.stimulus_s, modality="thermal")
     ctx.ui.show("rest", ctx.p.texts.rest)
     ctx.wait(c.rest_s)
@@ -45,76 +47,36 @@ def _stimulus(ctx: Context, phase: str, trial: int, temp: float) -> float | None
 
 
 def heat(ctx: Context) -> dict[str, Any]:
-    """Search the temperature rated `target_rating` (Pain-60) on the calibration site."""
+    """Search the temperature rated `target_rating` (Pain-60) on the calibration site with the protocol's
+    procedure; the TS is always a temperature whose rating was verified. When none is found the staff are
+    told and the visit stops (resumable): neither the cap nor any untested temperature is ever offered."""
     c = ctx.p.calibration
-    cap = ctx.cap_c
     ctx.ui.show("calibration_intro", ctx.p.texts.calibration_intro)
     ctx.staff_step("thermode placed on the " + c.site)
-    proc = make_procedure(c.method, start_c=c.start_c, step_c=c.step_c, stop_rating=c.stop_rating,
-                          target=c.target_rating, cap_c=cap, trials=c.staircase_trials)
-    trial = 0
-    while (temp := proc.next_c()) is not None:
-        trial += 1
-        proc.add(temp, _stimulus(ctx, "calibration", trial, temp))
-    points = list(proc.points)
-    fit = fit_target(points, c.target_rating, min_slope=c.min_slope_per_c, min_r2=c.min_r2,
-                     lo_c=c.start_c - 4 * c.step_c, hi_c=cap)
-    ctx.log("calibration_fit", method=proc.name, stage="series", **fit.as_dict(), points=points)
-    outcome = "ok"
-    max_rating = max((r for _, r in points), default=0.0)
-    if fit.target_c is None or max_rating < c.target_rating - c.tolerance:
-        if max_rating < c.target_rating - c.tolerance and (proc.reached_cap or fit.target_c is None or fit.target_c >= cap):
-            outcome = "not_reached"
-        else:
-            outcome = "failed_quality"
-        temp = _staff_decision(ctx, outcome, fit.warnings, max_rating)
-    else:
-        temp = round(fit.target_c, 2)
-    for w in fit.warnings:
-        ctx.status(warning=w)
-    refinements = 0
-    verify: list[float] = []
-    if outcome == "ok":
-        for _ in range(c.max_refinements + 1):
-            verify = []
-            for _k in range(c.verify_n):
-                trial += 1
-                r = _stimulus(ctx, "verification", trial, temp)
-                if r is not None:
-                    verify.append(r)
-                    points.append((temp, r))
-            if not verify or abs(float(np.mean(verify)) - c.target_rating) <= c.tolerance or refinements >= c.max_refinements:
-                break
-            refinements += 1
-            temp = refine(temp, float(np.mean(verify)), c.target_rating, max(fit.slope, c.min_slope_per_c), cap)
-            ctx.log("calibration_refine", new_c=temp, verify_mean=round(float(np.mean(verify)), 3))
-        final = fit_target(points, c.target_rating, min_slope=c.min_slope_per_c, min_r2=c.min_r2,
-                           lo_c=c.start_c - 4 * c.step_c, hi_c=cap)
-        if final.target_c is not None:
-            temp = round(final.target_c, 2)
-        ctx.log("calibration_fit", method=proc.name, stage="final", **final.as_dict(), points=points)
-        fit = final
-    temp = min(temp, cap)
-    out = {"ts_intensity": temp, "ts_unit": "C", "pain60_c": temp, "method": proc.name, "n_stimuli": trial,
-           "outcome": outcome, "slope": round(fit.slope, 4), "intercept": round(fit.intercept, 4),
-           "r2": round(fit.r2, 4), "warnings": fit.warnings, "refinements": refinements,
-           "verification_ratings": verify, "source": "calibration"}
+    grid = ctx.devices.thermode.available_targets_c()
+    try:
+        proc = make_procedure(c.method, c, cap_c=ctx.cap_c, available_targets_c=grid,
+                              rng=np.random.default_rng(ctx.settings.seed + CALIBRATION_SEED_OFFSET))
+    except ValueError as e:
+        raise SessionError(f"{ctx.p.path}: calibration cannot run: {e}") from None
+    if grid is not None:
+        ctx.log("calibration_grid", temperatures_c=grid,
+                detail="the thermode offers only these temperatures (program grid); calibration chooses among them")
+    while (step := proc.next()) is not None:
+        rating = _stimulus(ctx, step.stage, step.index, step.temp_c)
+        proc.add(step.temp_c, rating)
+    res = proc.result()
+    out = {**res.as_dict(), "ts_intensity": res.ts_c, "ts_unit": "C", "source": "calibration"}
     ctx.log("calibration_result", **out)
+    if res.outcome != "ok" or res.ts_c is None:
+        msg = (f"calibration found no verified temperature rated {c.target_rating:.0f} ({res.outcome}: "
+               f"{res.reason}); the visit stops here, nothing hotter is given")
+        ctx.status(warning=msg)
+        ctx.log("calibration_problem", outcome=res.outcome, reason=res.reason, hottest_c=res.hottest_c)
+        ctx.log("deviation", kind="calibration_" + res.outcome, detail=msg, operator=ctx.operator)
+        ctx.staff_step("calibration failed: press space to end the visit")
+        raise VisitFault(msg)
     return out
-
-
-def _staff_decision(ctx: Context, outcome: str, warnings: list[str], max_rating: float) -> float:
-    """Tell the staff calibration did not find the target; use the cap (space) or stop (Escape)."""
-    cap = ctx.cap_c
-    msg = (f"calibration: rating {ctx.p.calibration.target_rating:.0f} not reached below the cap "
-           f"(max rating {max_rating:.0f}); space = use the cap {cap:.1f} °C, Escape = stop"
-           if outcome == "not_reached" else "calibration quality: " + "; ".join(warnings) +
-           f"; space = use the cap {cap:.1f} °C, Escape = stop")
-    ctx.status(warning=msg)
-    ctx.log("calibration_problem", outcome=outcome, warnings=warnings, max_rating=max_rating)
-    ctx.staff_step("decide: use the cap")
-    ctx.log("deviation", kind="calibration_" + outcome, detail=msg, chosen_c=cap, operator=ctx.operator)
-    return cap
 
 
 def pressure(ctx: Context) -> dict[str, Any]:

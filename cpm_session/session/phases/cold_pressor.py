@@ -8,7 +8,7 @@ from typing import Any
 from cpm_session.record.derive import bath_stats
 from cpm_session.session.context import Context, VisitFault
 from cpm_session.session.phases import ts
-from cpm_session.session.stimuli import CUE_S, rating
+from cpm_session.session.stimuli import CUE_S, rating, record_rating, start_continuous, stop_continuous
 
 BATH_RECHECK_S = 10.0
 BATH_MAX_WAIT_S = 600.0
@@ -60,7 +60,11 @@ def immersion(ctx: Context, lo: float, hi: float, duration_s: float, monitored: 
     ctx.ui.show("cold_keep", ctx.p.texts.cold_pressor_keep, countdown_to=t0 + duration_s)
     value: float | None = None
     flag = ""
+    continuous = cp.rating_mode == "continuous"
     try:
+        if continuous:
+            value, flag = _continuous_immersion(ctx, monitored, t0, duration_s)
+            return _end_immersion(ctx, monitored, t0, value, flag)
         ctx.wait(cp.rating_at_s, stop_when=lambda: ctx.withdrawn_t is not None)
         early = ctx.withdrawn_t is not None
         flag = "early_withdrawal" if early else ""
@@ -76,13 +80,40 @@ def immersion(ctx: Context, lo: float, hi: float, duration_s: float, monitored: 
         if not early:
             ctx.wait(max(0.0, t0 + duration_s - ctx.clock.now()), stop_when=lambda: ctx.withdrawn_t is not None)
     finally:
-        end = ctx.withdrawn_t if ctx.withdrawn_t is not None else ctx.clock.now()
+        if not continuous:
+            ctx.in_water_t = None
+    return _end_immersion(ctx, monitored, t0, value, flag)
+
+
+def _continuous_immersion(ctx: Context, monitored: bool, t0: float, duration_s: float) -> tuple[float | None, str]:
+    """Rate the hand on a live slider for the whole immersion; return (value at `rating_at_s`, flag)."""
+    cp = ctx.p.cold_pressor
+    phase = "cs" if monitored else "control_cs"
+    start_continuous(ctx, phase, 1, 1, "hand", t0)
+    try:
+        ctx.wait(max(0.0, t0 + duration_s - ctx.clock.now()), stop_when=lambda: ctx.withdrawn_t is not None)
+    finally:
         ctx.in_water_t = None
+        value, frames = stop_continuous(ctx, "at", cp.rating_at_s)
+    early = ctx.withdrawn_t is not None and ctx.withdrawn_t - t0 < cp.rating_at_s
+    flag = "early_withdrawal" if early else ("missing" if value is None else "")
+    if value is not None and value < cp.min_cs_rating and not early:
+        flag = "not_noxious"
+        ctx.log("deviation", kind="cs_not_noxious", detail=f"hand rating {value} below {cp.min_cs_rating}")
+    record_rating(ctx, phase, 1, "hand", None, "", t0, t0 + cp.rating_at_s, value, None, flag=flag,
+                  continuous=True, frames=frames)
+    return value, flag
+
+
+def _end_immersion(ctx: Context, monitored: bool, t0: float, value: float | None, flag: str) -> dict[str, Any]:
+    """Log the end of the immersion, wait for the staff's "hand is out" and return the phase output."""
+    ctx.in_water_t = None
+    end = ctx.withdrawn_t if ctx.withdrawn_t is not None else ctx.clock.now()
     withdrawn = ctx.withdrawn_t is not None
     withdrawal_s = round(ctx.withdrawn_t - t0, 4) if ctx.withdrawn_t is not None else None
     ctx.ui.show("cold_out", ctx.p.texts.cold_pressor_out)
     ctx.log("cold_pressor_end" if monitored else "control_immersion_end", duration_s=round(end - t0, 4),
-            withdrawn=withdrawn, withdrawal_s=withdrawal_s)
+            withdrawn=withdrawn, withdrawal_s=withdrawal_s, start_t=round(t0, 6), end_t=round(end, 6))
     ctx.staff_step("hand is out")
     out: dict[str, Any] = {"cs_rating_30s": value, "cs_rating_flag": flag, "immersion_s": round(end - t0, 4),
                            "withdrawal_s": withdrawal_s, "start_t": round(t0, 4), "end_t": round(end, 4)}
@@ -107,5 +138,5 @@ def control(ctx: Context) -> tuple[dict[str, Any], str]:
     ctx.wait(ctx.p.test_stimulus.interval_s)
     pre = ts.block(ctx, "control_ts_pre", ctx.p.test_stimulus.pre_repeats, CUE_S)
     imm = immersion(ctx, cc.bath_min_c, cc.bath_max_c, cc.duration_s, monitored=False)
-    post = ts.block(ctx, "control_ts_post", ctx.p.test_stimulus.post_repeats, ctx.p.test_stimulus.post_delay_s)
+    post = ts.block(ctx, "control_ts_post", ctx.p.test_stimulus.post_repeats, ts.post_first_delay(ctx, imm["end_t"]))
     return {"enabled": True, "ts_pre": pre, "immersion": imm, "ts_post": post}, "next"

@@ -14,7 +14,8 @@ ITEM_TIMEOUT_FACTOR = 3
 
 def item_choice(q: qmod.Questionnaire, item: qmod.Item, timeout_s: float | None = None) -> Choice:
     """Return the multiple-choice screen of one questionnaire item."""
-    return Choice(question=item.text, options=[o.label for o in item.options], timeout_s=timeout_s)
+    return Choice(question=item.text, options=[o.label for o in item.options], timeout_s=timeout_s,
+                  values=tuple(float(o.value) for o in item.options))
 
 
 def preflight(ctx: Context) -> list[qmod.Questionnaire]:

@@ -26,7 +26,17 @@ def ts_pre(ctx: Context) -> tuple[dict[str, Any], str]:
     return block(ctx, "ts_pre", ctx.p.test_stimulus.pre_repeats, CUE_S), "next"
 
 
+def post_first_delay(ctx: Context, cs_end_t: float | None) -> float:
+    """Return the seconds from now to the first TS_post onset: `post_delay_s` after the hand came out (at
+    `cs_end_t`), not after the staff confirmed it (never sooner than the cue allows)."""
+    delay = ctx.p.test_stimulus.post_delay_s
+    if cs_end_t is None:
+        return delay
+    return max(CUE_S, cs_end_t + delay - ctx.clock.now())
+
+
 def ts_post(ctx: Context) -> tuple[dict[str, Any], str]:
     """The TS_post block, `post_delay_s` after the hand came out."""
-    out = block(ctx, "ts_post", ctx.p.test_stimulus.post_repeats, ctx.p.test_stimulus.post_delay_s)
+    cs_end = ctx.outputs.get("cold_pressor", {}).get("end_t")
+    out = block(ctx, "ts_post", ctx.p.test_stimulus.post_repeats, post_first_delay(ctx, cs_end))
     return out, "next" if ctx.p.control_conditioning.enabled else "no_control"

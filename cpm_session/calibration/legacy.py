@@ -1,4 +1,8 @@
-"""Pain-60 calibration procedures: pure logic, no I/O. The engine delivers the stimuli they ask for.
+"""The pre-issue-15 calibration series (kept only until the session layer calls `make_procedure(method, cfg, ...)`).
+
+`fit_target` and `refine` are still used by the new ascending and staircase procedures (`classic.py`).
+The classes below are what `engine.py` drives today; they may test at the cap and are superseded by
+`cpm_session.calibration.classic` and `cpm_session.calibration.bayes`. Delete them after the wiring.
 
 - `AscendingSeries`: from `start_c` in `step_c` steps until a rating reaches `stop_rating` or the cap.
 - `Staircase`: an up-down staircase on the target rating with step halving at reversals.

@@ -161,3 +161,24 @@ def test_onset_marker_is_stamped_at_the_launch(tmp_path: Path) -> None:
     stims = [e for e in events(o.session_dir) if e["event"] == "stimulus"]
     assert len(stims) == len(launches) > 0
     assert all(0 <= e["lsl_t"] - t < 0.002 for e, t in zip(stims, launches, strict=True))
+
+
+def test_continuous_ratings_are_marked_at_onset_and_end(tmp_path: Path) -> None:
+    """With continuous ratings the slider's start (`rating_prompt`, continuous) and end (`continuous_rating`)
+    are markers too, in order around each stimulus's onset and offset."""
+    data = tomllib.loads(THERMAL.read_text(encoding="utf-8"))
+    data["test_stimulus"]["rating_mode"] = "continuous"
+    data["cold_pressor"]["rating_mode"] = "continuous"
+    prot = parse_protocol(data, "continuous.toml")
+    name = f"cpm-test-{uuid.uuid4().hex[:10]}"
+    o = run_visit(prot, sync_station(lsl=True, stream_name=name), data_dir=tmp_path, participant="L005",
+                  visit="baseline", clock=VirtualClock(), seed=6)
+    assert o.status == "completed", o.message
+    marked = [e for e in events(o.session_dir) if "lsl_t" in e]
+    ends = [e for e in marked if e["event"] == "continuous_rating"]
+    assert len(ends) >= 5  # 4 TS stimuli (pre 3 + post 1) and the immersion
+    for end in ends:
+        i = marked.index(end)
+        start = next(e for e in reversed(marked[:i]) if e["event"] == "rating_prompt" and e.get("continuous"))
+        assert start["lsl_t"] <= end["lsl_t"]
+    assert [e["lsl_t"] for e in marked] == sorted(e["lsl_t"] for e in marked)

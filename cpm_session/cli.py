@@ -62,14 +62,16 @@ def _load_commands() -> list[ModuleType]:
     return mods
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser with every available sub-command."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Return the argument parser with every available sub-command (with `command`, only that one gets its
+    options: building the others' options can import what that command does not need)."""
     parser = argparse.ArgumentParser(prog="cpm-session", description="Run and analyse Conditioned Pain Modulation sessions.")
     parser.add_argument("--version", action="version", version=f"cpm-session {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for mod in _load_commands():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
-        mod.add_arguments(p)
+        if command is None or mod.NAME == command:
+            mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
 
@@ -150,9 +152,17 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _command_of(argv: list[str]) -> str | None:
+    """Return the sub-command named first in `argv` (None when there is none, e.g. `--help`)."""
+    return argv[0] if argv and not argv[0].startswith("-") else None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; print every error as one clear line (no traceback) and return an exit code."""
-    args = build_parser().parse_args(argv)
+    # pydantic looks for plugins in every installed package's metadata at its first model (~0.1 s); we use none
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(_command_of(argv)).parse_args(argv)
     command: Any = getattr(args, "command", "?")
     try:
         check_numbers(args)

@@ -14,6 +14,9 @@ PARTICIPANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,31}$")
 """2-32 characters: letters, digits, '-' and '_', starting with a letter or digit (e.g. P001, FM-012).
 IDs are compared case-insensitively: P001 and p001 are the same participant."""
 
+RESERVED_IDS = ("pilot",)
+"""Top-level folder names of a data folder that are not participants (`pilot/` holds pilot runs)."""
+
 VISIT_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 OPERATOR_PATTERN = re.compile(r"^[A-Za-z0-9]{2,8}$")
@@ -50,6 +53,9 @@ def validate_participant_id(pid: object) -> str:
     if _reserved(pid):
         raise InvalidIdError(f"participant ID {pid!r} is a reserved device name on Windows "
                              f"({', '.join(sorted(WINDOWS_RESERVED)[:6])}, ...); choose another pseudonym")
+    if pid.lower() in RESERVED_IDS:
+        raise InvalidIdError(f"participant ID {pid!r} is reserved (the data folder's {pid.lower()}/ holds pilot "
+                             "runs); choose another pseudonym")
     return pid
 
 

@@ -111,11 +111,17 @@ def test_cli_exit_codes(station, capsys):
     assert "FAIL bath: in range" in capsys.readouterr().out
 
 
-def test_cli_without_protocol_skips_the_range(station, capsys):
+def test_cli_without_protocol_checks_against_runs_default_protocol(station, capsys):
+    """Without --protocol the check uses the protocol `run` would use: an 8 °C bath fails its 1-4 °C range."""
     path, st = station
-    st.bath.force_temperature(20.0)
+    st.bath.force_temperature(8.0)
+    assert main(["check-station", str(path), "--bath-window", "0.5"]) == 1
+    out = capsys.readouterr().out
+    assert "protocol: protocols/cpm-thermal.toml (the default of `cpm-session run`" in out
+    assert "FAIL bath: in range" in out and "protocol range 1.0-4.0 °C" in out
+    st.bath.force_temperature(2.5)
     assert main(["check-station", str(path), "--bath-window", "0.5"]) == 0
-    assert "SKIP bath: in range: no --protocol given" in capsys.readouterr().out
+    assert "station check: PASS" in capsys.readouterr().out
 
 
 def test_example_lab_station_is_valid():

@@ -528,7 +528,7 @@ def _integrity_verifier() -> Callable[[Path], list[str]] | None:
 
 
 def summarize(data_dir: str | Path, *, protocol_dirs: list[Path] | None = None,
-              check_integrity: bool = True) -> SummaryResult:
+              check_integrity: bool = True, use_cache: bool = True, workers: int | None = None) -> SummaryResult:
     """Read every session folder below `data_dir` into one row each; collect warnings instead of stopping.
 
     Protocol files recorded by relative path are looked for in the current directory, `data_dir`, its
@@ -537,18 +537,12 @@ def summarize(data_dir: str | Path, *, protocol_dirs: list[Path] | None = None,
     root = Path(data_dir)
     if not root.is_dir():
         raise SessionError(f"data folder {root} does not exist or is not a folder")
-    protocols = ProtocolCache(default_protocol_dirs(root, protocol_dirs))
-    verify = _integrity_verifier() if check_integrity else None
-    rows: list[dict[str, Any]] = []
-    warnings: list[str] = []
-    for p in iter_session_dirs(root):
-        try:
-            row, w = read_session(p, protocols, verify)
-        except (CpmError, OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-            warnings.append(f"{p}: unreadable session skipped ({e})")
-            continue
-        rows.append(row)
-        warnings.extend(w)
+    # rows cached per session under <data>/.cache/summary/ (keyed by the log's head hash), misses read in
+    # parallel: analysis/summary_cache.py + record/cache.py; use_cache=False reads every folder afresh
+    from cpm_session.analysis.summary_cache import read_rows
+
+    rows, warnings, _ = read_rows(root, list(iter_session_dirs(root)), default_protocol_dirs(root, protocol_dirs),
+                                  check_integrity, use_cache=use_cache, workers=workers)
     return SummaryResult(_tidy(rows), warnings)
 
 

@@ -29,15 +29,16 @@ def run(args: argparse.Namespace) -> int:
     header, _ = load_session(args.session_dir)
     inp = load_for_resume(args.session_dir, override_reason=args.override_reason)
     simulate = header.get("simulate") is True
-    args.simulate = simulate
+    pilot = header.get("pilot") is True  # a pilot run: a person at the screen, simulated devices
+    args.simulate, args.pilot = simulate, pilot
     args.station = inp.station.path
     args._all_sim = inp.station.all_simulated
-    if args.speed is None and simulate and isinstance(header.get("speed"), int | float):
+    if args.speed is None and (simulate or pilot) and isinstance(header.get("speed"), int | float):
         args.speed = float(header["speed"])  # a simulated session keeps its speed unless told otherwise
     base = make_clock(args, inp.station.station.emulated)
     clk = resume_clock(inp, base)
     ui = make_ui(args, inp.protocol, clk)
-    if simulate or not inp.station.all_simulated and any(
+    if simulate or pilot or not inp.station.all_simulated and any(
             r.model == "sim" for r in (inp.station.thermode, inp.station.bath, inp.station.algometer)):
         from cpm_session.sim.world import resume_visit  # simulation only where the session was simulated
 

@@ -21,6 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--protocol", default="protocols/cpm-thermal.toml", help="protocol file (default: %(default)s)")
     p.add_argument("--station", default=None, help="station file (default: hardware/sim.toml with --simulate)")
     p.add_argument("--simulate", action="store_true", help="simulated participant (and simulated devices unless --station)")
+    p.add_argument("--pilot", action="store_true",
+                   help="try the protocol: a person at the screen, simulated devices, data into DATA/pilot/ "
+                        "(never summarized, analyzed or exported)")
     p.add_argument("--speed", type=float, default=None, help="compress time by X (simulation/emulators only)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the simulation")
     p.add_argument("--data", default="data", help="data folder (default: %(default)s)")
@@ -62,8 +65,9 @@ def make_clock(args: argparse.Namespace, emulated: bool):  # type: ignore[no-unt
     from cpm_session.clock import RealClock, VirtualClock
     from cpm_session.errors import CpmError
 
-    if args.speed is not None and not (args.simulate and (emulated or args.station is None or args._all_sim)):
-        raise CpmError("--speed is only allowed with --simulate on simulated or emulated devices")
+    simulated = args.simulate or getattr(args, "pilot", False)
+    if args.speed is not None and not (simulated and (emulated or args.station is None or args._all_sim)):
+        raise CpmError("--speed is only allowed with --simulate or --pilot on simulated or emulated devices")
     if args.speed is not None and args.speed <= 0:
         raise CpmError(f"--speed must be > 0, found {args.speed}")
     if args.ui == "headless" and args.speed is None and args._all_sim:
@@ -176,16 +180,25 @@ def run(args: argparse.Namespace) -> int:
     validate_participant_id(args.participant)
     protocol = load_protocol(resolve(args.protocol))
     validate_visit(args.visit, protocol.protocol.visits)
-    if args.station is None and not args.simulate:
-        raise CpmError("--station FILE is required for a real visit (or use --simulate)")
+    pilot = getattr(args, "pilot", False)
+    if pilot:
+        check_pilot(args)
+    if args.station is None and not (args.simulate or pilot):
+        raise CpmError("--station FILE is required for a real visit (or use --simulate, or --pilot to try the protocol)")
     station = load_station(resolve(args.station or "hardware/sim.toml"))
     args._all_sim = station.all_simulated
-    if not args.simulate and station.all_simulated:
-        raise CpmError(f"station {station.path} is all simulated: add --simulate, or use a real station file")
+    if pilot and not station.all_simulated:
+        raise CpmError(f"--pilot runs on simulated devices: station {station.path} has real ones; "
+                       "leave out --station (or give an all-simulated one)")
+    if not (args.simulate or pilot) and station.all_simulated:
+        raise CpmError(f"station {station.path} is all simulated: add --simulate (simulated participant) or "
+                       "--pilot (a person at the screen), or use a real station file")
     operator = args.operator
     if not operator:
         if args.simulate:
             operator = "SIM"
+        elif pilot:
+            operator = "PILOT"
         elif sys.stdin.isatty():
             operator = input("Operator initials: ").strip()
         if not operator:
@@ -195,7 +208,14 @@ def run(args: argparse.Namespace) -> int:
     clock = make_clock(args, station.station.emulated)
     ui = make_ui(args, protocol, clock)
     staff = args.staff or ("auto" if args.simulate else "manual")
-    if args.simulate:
+    if pilot:
+        from cpm_session.record.folder import pilot_dir
+        from cpm_session.sim.world import run_visit  # simulated devices, a person at the screen
+
+        outcome = run_visit(protocol, station, data_dir=pilot_dir(args.data), participant=args.participant,
+                            visit=args.visit, ui=ui, clock=clock, simulate=False, pilot=True, seed=args.seed,
+                            staff=staff, operator=operator, speed=args.speed, override_reason=args.override_reason)
+    elif args.simulate:
         from cpm_session.sim.world import run_visit  # simulation only where asked for
 
         outcome = run_visit(protocol, station, data_dir=args.data, participant=args.participant, visit=args.visit,
@@ -206,6 +226,19 @@ def run(args: argparse.Namespace) -> int:
     print_result(outcome)
     write_session_plot(outcome)
     return 0 if outcome.status == "completed" else 3
+
+
+def check_pilot(args: argparse.Namespace) -> None:
+    """Refuse option combinations that contradict a pilot run (a person at the screen, simulated devices)."""
+    from cpm_session.errors import CpmError
+
+    if args.simulate:
+        raise CpmError("--pilot and --simulate exclude each other: --pilot puts a person at the screen, "
+                       "--simulate a simulated participant")
+    if args.ui == "headless":
+        raise CpmError("--pilot needs the participant window (--ui psychopy): a person answers the prompts")
+    if args.sim_truth:
+        raise CpmError("--sim-truth needs --simulate: in a pilot run a person answers")
 
 
 def run_real_visit(args: argparse.Namespace, protocol: Any, station: Any, ui: Any, clock: Any, operator: str) -> Any:

@@ -18,6 +18,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep sessions that fail `cpm-session verify` (marked integrity_ok=False); default: left out")
     p.add_argument("--protocol-dir", action="append", default=[],
                    help="extra folder to look for protocol files recorded by relative path (repeatable)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="read and verify every folder afresh (default: reuse each session's verified row from "
+                        "DATA_DIR/.cache/summary/ while the session's files are unchanged)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.data_dir).is_dir():
         raise SessionError(f"data folder {args.data_dir} does not exist or is not a folder")
     out = check_output_file(args.output, force=args.force, what="-o")
-    res = summarize(args.data_dir, protocol_dirs=[Path(d) for d in args.protocol_dir])
+    res = summarize(args.data_dir, protocol_dirs=[Path(d) for d in args.protocol_dir], use_cache=not args.no_cache)
     table, screened = screen_table(res.table, include_unverified=args.include_unverified)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:

@@ -233,6 +233,13 @@ class Questionnaires(_Strict):
     entry: Literal["participant", "staff"]
 
 
+class Sync(_Strict):
+    """Sync markers for other recorders (EEG, physiology): `[sync] lsl = true` asks for a marker stream."""
+
+    lsl: bool = False
+    stream_name: str = Field(default="cpm-session-markers", min_length=1, max_length=64)
+
+
 class Screen(_Strict):
     fullscreen: bool
     size: list[Annotated[int, Field(ge=100, le=16384)]] = Field(min_length=2, max_length=2)
@@ -287,6 +294,7 @@ class Protocol(_Strict):
     questionnaires: Questionnaires
     screen: Screen
     texts: Texts
+    sync: Sync = Sync()
     path: str = ""
     sha256: str = ""
 

@@ -48,12 +48,14 @@ class QuestionnaireFileError(ProtocolFileError):
 class MissingWordingError(CpmError):
     """Licensed wording was required but the lab's local wording file is absent."""
 
-    def __init__(self, name: str, path: Path) -> None:
-        self.name, self.path = name, path
+    def __init__(self, name: str, path: Path, protocol: str = "") -> None:
+        self.name, self.path, self.protocol = name, path, protocol
+        where = f"the protocol file {protocol}" if protocol else "the protocol file"
         super().__init__(
-            f"questionnaire '{name}' needs its licensed item wording, which is not shipped: add the file "
-            f"{path} (format: {path.parent / 'README.md'}), or run without requiring wording to use "
-            f"placeholder labels")
+            f"questionnaire '{name}' needs its licensed item wording, which is not shipped with cpm-session. "
+            f"Either add the file {path} with the wording your licence gives you (format: "
+            f"{path.parent / 'README.md'}), or remove \"{name}\" from `names` in the [questionnaires] table of "
+            f"{where}")
 
 
 class QuestionnaireAnswerError(CpmError):

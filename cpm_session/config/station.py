@@ -74,6 +74,26 @@ def thermode_settings(cfg: RoleConfig, path: str = "<memory>") -> ThermodeSettin
                                f"found {err.get('input')!r}") from None
 
 
+class StationSync(BaseModel):
+    """This station's link to other recorders: an LSL marker stream and the thermode's trigger output.
+
+    `lsl` (None = as the protocol says) turns the marker stream on or off here; `stream_name` and
+    `source_id` name it (the source id lets a recorder reconnect to the same stream after a restart);
+    `wait_for_recorder_s` holds the start of the visit until a recorder has connected (0 = don't wait);
+    `ttl_on_launch` has a TCS II send a trigger pulse (`T` code/duration, then `Oo`) at every launch.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lsl: bool | None = None
+    stream_name: str | None = Field(default=None, min_length=1, max_length=64)
+    source_id: str | None = Field(default=None, min_length=1, max_length=128)
+    wait_for_recorder_s: float = Field(default=0.0, ge=0, le=600)
+    ttl_on_launch: bool = False
+    ttl_code: int = Field(default=255, ge=1, le=255)
+    ttl_duration_ms: int = Field(default=10, ge=10, le=999)
+
+
 class Station(BaseModel):
     """A validated station file."""
 
@@ -83,6 +103,7 @@ class Station(BaseModel):
     thermode: RoleConfig
     bath: RoleConfig
     algometer: RoleConfig
+    sync: StationSync = StationSync()
     path: str = ""
     sha256: str = ""
 

@@ -349,6 +349,15 @@ class TcsThermode(Thermode):
                              f"Om {om_c:.1f} °C, target {target_c:.1f} °C: streamed peak {peak:.1f} °C "
                              f"({'≤' if ok else '>'} {limit:.1f} °C, {len(samples)} samples)")
 
+    # ---- trigger output: station [sync] ttl_on_launch (issue 17; a separate method, nothing else changed) ----
+    def output_trigger(self, code: int = 255, duration_ms: int = 10) -> None:
+        """Pulse the trigger output now: `T` code (001-255) and duration (010-999 ms), then `Oo` (output trigger)."""
+        if not (1 <= code <= 255 and 10 <= duration_ms <= 999):
+            raise DeviceError(f"trigger code {code} / duration {duration_ms} ms outside 1-255 / 10-999 ms",
+                              role=self.role, port=self.port, command="T")
+        cmd = f"T{code:03d}{duration_ms:03d}Oo".encode()
+        self.transport.write(cmd, command=cmd.decode())
+
     def abort(self) -> None:
         """Send `A` at once (not queued behind any request in flight; a paced string in progress stops)."""
         self.transport.write_now(wire.ABORT, command="A")

@@ -350,11 +350,40 @@ class SessionFolder:
                 pass
 
 
+PILOT_DIR = "pilot"
+"""Pilot runs (`cpm-session run --pilot`) write into `<data>/pilot/<participant>/...`: never study data."""
+
+
+def pilot_dir(data_dir: str | Path) -> Path:
+    """Return where pilot sessions of the data folder `data_dir` go."""
+    return Path(data_dir) / PILOT_DIR
+
+
+def is_study_entry(name: str) -> bool:
+    """Return False for a top-level entry of a data folder that holds no study sessions (pilot/, .cache, ...)."""
+    return name.lower() != PILOT_DIR and not name.startswith(".")
+
+
 def iter_session_dirs(data_dir: str | Path) -> Iterable[Path]:
-    """Yield every session folder (one holding session.json or events.jsonl) below `data_dir`, sorted."""
+    """Yield every session folder (one holding session.json or events.jsonl) below `data_dir`, sorted.
+
+    Pilot runs (`<data>/pilot/`) and hidden folders (`<data>/.cache/`) are not study data and are skipped."""
     root = Path(data_dir)
-    for p in sorted(root.glob("*/*")):
-        if p.is_dir() and ((p / "session.json").exists() or (p / "events.jsonl").exists()):
+    found: list[tuple[str, str]] = []
+    try:
+        with os.scandir(root) as top:
+            parents = sorted(e.name for e in top if is_study_entry(e.name) and e.is_dir())
+    except OSError:
+        return
+    for pname in parents:
+        try:
+            with os.scandir(root / pname) as it:
+                found.extend((pname, e.name) for e in it if e.is_dir())
+        except OSError:
+            continue
+    for pname, name in sorted(found):
+        p = root / pname / name
+        if os.path.exists(p / "session.json") or os.path.exists(p / "events.jsonl"):
             yield p
 
 

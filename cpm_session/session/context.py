@@ -25,6 +25,7 @@ from cpm_session.record.folder import SessionFolder
 from cpm_session.record.schema import TRACE_COLUMNS
 from cpm_session.session.fidelity_watch import FidelityWatch
 from cpm_session.session.machine import Machine
+from cpm_session.session.sync import Sync
 from cpm_session.ui.base import Choice, ParticipantUI
 
 Observer = Callable[[str, dict[str, Any]], None]
@@ -71,6 +72,7 @@ class Context:
         self.settings = settings
         self.operator = settings.operator
         self.folder: SessionFolder | None = None
+        self.sync = Sync.open(protocol, station)  # LSL marker stream, when the protocol or station asks
         self.machine = Machine(self.log)
         self.observers: list[Observer] = []
         self.fidelity = FidelityWatch(self)
@@ -106,9 +108,16 @@ class Context:
         return self.machine.phase
 
     def log(self, event: str, **fields: Any) -> dict[str, Any]:
-        """Append an event to the session log (no-op before the folder exists) and tell the observers."""
+        """Append an event to the session log (no-op before the folder exists) and tell the observers.
+
+        A sync-marker event is first sent to the LSL marker stream, stamped now or at `lsl_at` (a moment taken
+        with `sync.now()`, e.g. the launch); that LSL timestamp goes into `lsl_t`."""
+        lsl_at = fields.pop("lsl_at", None)
         if self.folder is None:
             return {}
+        lsl_t = self.sync.marker(event, self.folder.log.seq, fields, at=lsl_at)
+        if lsl_t is not None:
+            fields["lsl_t"] = lsl_t
         rec = self.folder.log.append(event, **fields)
         self._tell(event, rec)
         return rec

@@ -107,12 +107,14 @@ def heat(ctx: Context, target_c: float, plateau_s: float, phase: str, trial: int
     ctx.wait_until(planned_t)
     thermode.launch()
     onset = ctx.clock.now()
+    lsl_onset = ctx.sync.now()  # the onset marker is stamped at the launch, not when the event is written
+    ttl = ctx.sync.ttl_after_launch(thermode)  # station [sync] ttl_on_launch: the thermode's trigger output
     back_s = duration_s + abs(target_c - neutral) / th.return_c_per_s
     ctx.stim_end = onset + back_s
     ctx.log("stimulus", phase=phase, trial=trial, modality="thermal", target_c=round(target_c, 3),
             duration_s=round(duration_s, 4), plateau_s=plateau_s, planned_onset_t=round(planned_t, 6),
             onset_t=round(onset, 6), onset_error_s=round(onset - planned_t, 6),
-            **thermode.stimulus_details())
+            **thermode.stimulus_details(), **ttl, lsl_at=lsl_onset)
     return onset, onset + back_s
 
 
@@ -160,6 +162,9 @@ def ts_trial(ctx: Context, phase: str, trial: int, planned_t: float, intensity: 
                     ctx.ui.show("fixation", ctx.p.texts.stimulus_on)
                 ctx.wait_until(back + (ts.continuous_tail_s if continuous else 0.0))
                 ctx.stim_end = -1.0
+                if ctx.sync.enabled:  # the offset marker (without a marker stream the end is onset + duration)
+                    ctx.log("stimulus_end", phase=phase, trial=trial, modality="thermal" if thermal else "pressure",
+                            onset_t=round(onset, 6), end_t=round(back, 6))
                 if thermal:
                     rise_s = abs(intensity - ctx.p.safety.neutral_c) / ctx.p.thermode.rise_c_per_s
                     qc_flags = ctx.stimulus_delivered(phase, trial, intensity, onset, rise_s + plateau)

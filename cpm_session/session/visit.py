@@ -101,6 +101,8 @@ def start(ctx: Context, *, data_dir: Path, participant: str, visit: str, simulat
         **(extra_header or {}),
     }
     open_ui(ctx)
+    if ctx.sync.enabled:
+        header["sync"] = ctx.sync.header()
     ctx.folder = SessionFolder.create(data_dir, participant, visit, header, ctx.clock.now, start=start_utc)
     ctx.log("session_start", **header, participant=participant, visit=visit)
     if deviation:
@@ -113,6 +115,13 @@ def open_ui(ctx: Context) -> None:
     ctx.ui.open()
     ctx.status(participant=ctx.participant, visit=ctx.visit, operator=ctx.operator,
                bath_range=[ctx.p.cold_pressor.bath_min_c, ctx.p.cold_pressor.bath_max_c])
+    if ctx.sync.enabled and ctx.sync.settings.wait_for_recorder_s > 0:
+        s = ctx.sync.settings
+        ctx.status(next_action=f"waiting up to {s.wait_for_recorder_s:g} s for a recorder on LSL stream "
+                               f"'{s.stream_name}'")
+        if not ctx.sync.wait_for_recorder():
+            ctx.status(warning=f"no recorder connected to LSL stream '{s.stream_name}'; markers are sent anyway")
+        ctx.status(next_action="")
     ctx.clock.restart()
 
 
@@ -225,4 +234,5 @@ def finish(ctx: Context, status: str, message: str = "") -> VisitOutcome:
                 f"cpm-session resume {ctx.folder.path}")
     finally:
         ctx.folder.close()
+        ctx.sync.close()
     return VisitOutcome(ctx.folder.path, status, res, message)

@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 
-from cpm_session.calibration import make_procedure
 from cpm_session.errors import SessionError
 from cpm_session.session.context import Context, VisitFault
 from cpm_session.session.stimuli import CUE_S, ts_trial
@@ -54,6 +53,8 @@ def heat(ctx: Context) -> dict[str, Any]:
     ctx.ui.show("calibration_intro", ctx.p.texts.calibration_intro)
     ctx.staff_step("thermode placed on the " + c.site)
     grid = ctx.devices.thermode.available_targets_c()
+    from cpm_session.calibration import make_procedure  # scipy (bayes): imported when calibrating, not at start-up
+
     try:
         proc = make_procedure(c.method, c, cap_c=ctx.cap_c, available_targets_c=grid,
                               rng=np.random.default_rng(ctx.settings.seed + CALIBRATION_SEED_OFFSET))

@@ -20,8 +20,11 @@ def item_choice(q: qmod.Questionnaire, item: qmod.Item, timeout_s: float | None 
 
 def preflight(ctx: Context) -> list[qmod.Questionnaire]:
     """Load every questionnaire of the protocol (a person at the screen needs the licensed wording files)."""
-    return [qmod.load_questionnaire(n, require_wording=ctx.settings.require_licensed_wording)
-            for n in ctx.p.questionnaires.names]
+    try:
+        return [qmod.load_questionnaire(n, require_wording=ctx.settings.require_licensed_wording)
+                for n in ctx.p.questionnaires.names]
+    except qmod.MissingWordingError as e:  # name the protocol file, the second way out
+        raise qmod.MissingWordingError(e.name, e.path, protocol=ctx.p.path) from None
 
 
 def run(ctx: Context) -> tuple[dict[str, Any], str]:

@@ -54,3 +54,9 @@ def write_protocol(tmp_path: Path) -> Callable[..., Path]:
         p.write_text(toml_dumps(data), encoding="utf-8")
         return p
     return _write
+
+
+@pytest.fixture(autouse=True)
+def _own_cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test gets its own summary cache folder (the real one is the user's ~/.cache/cpm-session)."""
+    monkeypatch.setenv("CPM_SESSION_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))

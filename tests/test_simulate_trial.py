@@ -20,5 +20,5 @@ def test_a_large_drug_effect_is_found_and_the_pipeline_runs(tmp_path: Path) -> N
     true_diff = 0.6 * 60  # the drug raises the CPM effect by 0.6 x TS_pre (TS_pre is about 60)
     assert row["ci_low"] > 0 and row["ci_low"] <= true_diff <= row["ci_high"]
     assert (out / "report" / "report.html").exists() and (out / "allocation.csv").exists()
-    assert len(list(iter_session_dirs(out / "data"))) == 24  # (data/.cache/ holds summarize's row cache)
+    assert len(list(iter_session_dirs(out / "data"))) == 24
     assert main(["simulate-trial", "--out", str(out), "--n", "4"]) == 2  # never writes into a used folder

@@ -13,6 +13,7 @@ from cpm_session.analysis import summary_cache
 from cpm_session.analysis.summarize import default_protocol_dirs, summarize
 from cpm_session.record import cache as rcache
 from cpm_session.record.amend import amend_session
+from cpm_session.record.cache import default_cache_dir
 from cpm_session.record.folder import iter_session_dirs
 from cpm_session.sim.synth import SynthTruth, write_session
 
@@ -48,9 +49,9 @@ def test_warm_run_equals_a_fresh_read(tmp_path: Path, data: Path) -> None:
     root = fresh_copy(data, tmp_path / "d")
     r1, w1, s1 = rows(root)
     assert (s1.hits, s1.misses, s1.written) == (0, 6, 6)
-    cached = sorted((root / ".cache" / "summary").glob("*.json"))
+    cached = sorted(default_cache_dir(root, "summary").glob("*.json"))
     assert len(cached) == 6
-    assert not any(p.name.endswith(".json") and p.parent.name != "summary" for p in (root / ".cache").rglob("*.json"))
+    assert not any(p.name.startswith(".") for p in root.iterdir())  # nothing is written into the data folder
     r2, w2, s2 = rows(root)
     assert (s2.hits, s2.misses, s2.written) == (6, 0, 0)
     assert r2 == r1 and w2 == w1
@@ -94,7 +95,7 @@ def test_changed_protocol_file_is_seen(tmp_path: Path, write_protocol) -> None: 
 def test_damaged_cache_entries_are_recomputed(tmp_path: Path, data: Path) -> None:
     root = fresh_copy(data, tmp_path / "d")
     r1, _, _ = rows(root)
-    entries = sorted((root / ".cache" / "summary").glob("*.json"))
+    entries = sorted(default_cache_dir(root, "summary").glob("*.json"))
     entries[0].write_text("{not json", encoding="utf-8")
     e = json.loads(entries[1].read_text(encoding="utf-8"))
     e["value"][0]["integrity_ok"] = "forged"
@@ -128,6 +129,8 @@ def test_read_only_data_folder_still_summarizes(tmp_path: Path, data: Path) -> N
 
 def test_unwritable_cache_is_a_warning_not_a_failure(tmp_path: Path, data: Path) -> None:
     root = fresh_copy(data, tmp_path / "d")
-    (root / ".cache").write_text("a file where the cache folder would go", encoding="utf-8")
+    where = default_cache_dir(root, "summary")
+    where.parent.mkdir(parents=True, exist_ok=True)
+    where.write_text("a file where the cache folder would go", encoding="utf-8")
     r, w, s = rows(root)
     assert len(r) == 6 and s.written == 0 and sum("summary cache not written" in x for x in w) == 1

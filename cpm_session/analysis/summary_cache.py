@@ -40,7 +40,13 @@ def _recording(protocols: Any) -> Any:
 
     class Recording(ProtocolCache):
         def __init__(self) -> None:
+            super().__init__([])
             self.used: list[list[Any]] = []
+
+        def analysis_value(self, protocol_path: str | None, sha256: str | None, key: str) -> float | None:
+            self.threshold(protocol_path, sha256)  # the row depends on that protocol file: record it
+            value: float | None = protocols.analysis_value(protocol_path, sha256, key)
+            return value
 
         def threshold(self, protocol_path: str | None, sha256: str | None) -> tuple[float | None, str | None]:
             thr, problem = protocols.threshold(protocol_path, sha256)

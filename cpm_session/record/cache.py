@@ -1,9 +1,10 @@
 """A cache of per-session results (the verified summary row), kept outside the session folders.
 
 Reading 10,000 session folders with the integrity check means re-walking 10,000 hash chains. A
-session's row only changes when its folder changes, so each row is stored once, under
-``<data>/.cache/summary/<sha1 of the folder's relative path>.json``, together with the key it was computed
-for:
+session's row only changes when its folder changes, so each row is stored once, outside the data folder
+(reading data never writes into it): under ``$CPM_SESSION_CACHE_DIR`` or ``$XDG_CACHE_HOME/cpm-session``
+(default ``~/.cache/cpm-session``), in ``<kind>/<sha1 of the data folder's path>/<sha1 of the session folder's
+relative path>.json``, together with the key it was computed for:
 
 - the **head hash** of the log: SHA-256 of the last line of ``events.jsonl`` (the chain's head; any new
   event moves it, and a rewritten history cannot keep it without also keeping the last line), and
@@ -106,12 +107,21 @@ class CacheStats:
     write_problem: str = ""
 
 
+def default_cache_dir(data_dir: Path, kind: str) -> Path:
+    """Return where the cache of `kind` for the data folder `data_dir` lives (outside it)."""
+    base = os.environ.get("CPM_SESSION_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "cpm-session")
+    where = hashlib.sha1(str(data_dir.resolve()).encode()).hexdigest()[:16]
+    return Path(base) / kind / where
+
+
 class SessionCache:
-    """Per-session cached values of one kind (e.g. "summary") below `<data>/.cache/<kind>/`."""
+    """Per-session cached values of one kind (e.g. "summary"), kept in the user's cache folder (never in the
+    data folder)."""
 
     def __init__(self, data_dir: str | Path, kind: str, salt: str, cache_dir: str | Path | None = None) -> None:
         self.root = Path(data_dir)
-        self.dir = Path(cache_dir) if cache_dir is not None else self.root / CACHE_DIR / kind
+        self.dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(self.root, kind)
         self.salt = salt
 
     def entry_path(self, session_dir: Path) -> Path:

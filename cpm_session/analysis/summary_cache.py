@@ -85,7 +85,9 @@ def read_rows(root: Path, paths: list[Path], search_dirs: list[Path], check_inte
         except (TypeError, ValueError):
             return False
 
-    salt = code_salt(s, integrity, extra=f"{__version__}|integrity={check_integrity}|{context[0]}")
+    from cpm_session.record import derive, fidelity
+
+    salt = code_salt(s, integrity, derive, fidelity, extra=f"{__version__}|integrity={check_integrity}|{context[0]}")
     values, stats = cached_map(root, paths, summary_job, context, kind=KIND, salt=salt, validate=still_valid,
                                workers=workers, use_cache=use_cache)
     rows: list[dict[str, Any]] = []

@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         from cpm_session.devices.factory import open_devices
 
-        devices = open_devices(inp.station, cap_c=inp.cap_c, neutral_c=inp.protocol.safety.neutral_c, clock=clk)
+        devices = open_devices(inp.station, cap_c=inp.cap_c, neutral_c=inp.protocol.safety.neutral_c, clock=clk,
+                               zones=inp.protocol.thermode.zones)
         settings = SessionSettings(operator=args.operator or str(header.get("operator") or ""),
                                    seed=0, staff="manual", require_licensed_wording=True)
         outcome = continue_visit(inp, ui=ui, clock=clk, devices=devices, settings=settings,

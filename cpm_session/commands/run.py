@@ -247,7 +247,8 @@ def run_real_visit(args: argparse.Namespace, protocol: Any, station: Any, ui: An
     from cpm_session.session import SessionSettings, start_visit
 
     cap = effective_cap(protocol.safety.thermode_cap_c, station, protocol.safety.neutral_c)
-    devices = open_devices(station, cap_c=cap, neutral_c=protocol.safety.neutral_c, clock=clock)
+    devices = open_devices(station, cap_c=cap, neutral_c=protocol.safety.neutral_c, clock=clock,
+                           zones=protocol.thermode.zones)
     settings = SessionSettings(operator=operator, seed=args.seed, staff="manual", require_licensed_wording=True)
     return start_visit(protocol, station, ui=ui, clock=clock, devices=devices, data_dir=args.data,
                        participant=args.participant, visit=args.visit, settings=settings, simulate=False,

@@ -43,7 +43,7 @@ SimFactory = Callable[[str, RoleConfig], "Thermode | Bath | Algometer"]
 
 
 def open_devices(station: Station, *, cap_c: float, neutral_c: float, clock: Clock,
-                 sim_factory: SimFactory | None = None) -> Devices:
+                 sim_factory: SimFactory | None = None, zones: str | None = None) -> Devices:
     """Create (not yet connect) the station's devices; `model = "sim"` roles come from `sim_factory`."""
 
     def make(role: str, cfg: RoleConfig) -> Thermode | Bath | Algometer:
@@ -54,7 +54,7 @@ def open_devices(station: Station, *, cap_c: float, neutral_c: float, clock: Clo
             return sim_factory(role, cfg)
         from cpm_session.devices.real import open_real  # real drivers only when a station asks for them
 
-        return open_real(role, cfg, cap_c=cap_c, neutral_c=neutral_c, clock=clock)  # type: ignore[return-value]
+        return open_real(role, cfg, cap_c=cap_c, neutral_c=neutral_c, clock=clock, zones=zones)  # type: ignore[return-value]
 
     opened: list[Thermode | Bath | Algometer] = []
     try:

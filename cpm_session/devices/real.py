@@ -67,10 +67,12 @@ def open_port(role: str, cfg: RoleConfig) -> Any:
         raise DeviceDisconnected(f"cannot open port ({e})", role=role, port=cfg.port, command="open") from None
 
 
-def open_real(role: str, cfg: RoleConfig, *, cap_c: float, neutral_c: float, clock: Clock) -> Device:
+def open_real(role: str, cfg: RoleConfig, *, cap_c: float, neutral_c: float, clock: Clock,
+              zones: str | None = None) -> Device:
     """Open the port of `role` and return its driver, not yet connected.
 
-    The engine calls `.connect()` (identify, configure, read back; for the TCS II set `Om` = `cap_c`)
+    `zones`: the protocol's active thermode zones (`thermode.zones`); a station's own `zones` setting wins
+    (a probe with a dead zone). The engine calls `.connect()` (identify, configure, read back; for the TCS II set `Om` = `cap_c`)
     and `.close()`. Raises StationFileError for an unknown model or bad settings, DeviceDisconnected
     if the port cannot be opened.
     """
@@ -93,7 +95,7 @@ def open_real(role: str, cfg: RoleConfig, *, cap_c: float, neutral_c: float, clo
         dev: Device
         if cfg.model == "tcs2":
             dev = TcsThermode(conn, port=cfg.port, cap_c=cap_c, neutral_c=neutral_c, clock=clock,
-                              zones=str(extra.get("zones", "11111")), timeout_s=cfg.timeout_s,
+                              zones=str(extra.get("zones", zones or "11111")), timeout_s=cfg.timeout_s,
                               char_gap_ms=thermode_settings(cfg).char_gap_ms)
         elif cfg.model == "julabo":
             term = julabo.TERMINATORS.get(str(extra.get("terminator", "cr")).lower())

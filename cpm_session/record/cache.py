@@ -89,10 +89,16 @@ def code_salt(*modules: Any, extra: str = "") -> str:
     h = hashlib.sha256(extra.encode())
     for m in modules:
         src = getattr(m, "__file__", None)
-        try:
-            h.update(Path(src).read_bytes() if src else repr(m).encode())
-        except OSError:
+        files = [Path(src)] if src else []
+        if files and files[0].name == "__init__.py":  # a package: every module in it computes values too
+            files = sorted(files[0].parent.glob("*.py"))
+        if not files:
             h.update(repr(m).encode())
+        for f in files:
+            try:
+                h.update(f.name.encode() + f.read_bytes())
+            except OSError:
+                h.update(repr(m).encode())
     return h.hexdigest()[:32]
 
 

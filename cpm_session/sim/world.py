@@ -62,10 +62,11 @@ def sim_device_factory(clock: Clock, cap_c: float, neutral_c: float, seed: int =
     return make
 
 
-def build_devices(station: Station, *, cap_c: float, neutral_c: float, clock: Clock, seed: int = 0) -> Devices:
+def build_devices(station: Station, *, cap_c: float, neutral_c: float, clock: Clock, seed: int = 0,
+                  zones: str | None = None) -> Devices:
     """Create the station's devices: simulated ones for `model = "sim"`, real drivers otherwise."""
     return open_devices(station, cap_c=cap_c, neutral_c=neutral_c, clock=clock,
-                        sim_factory=sim_device_factory(clock, cap_c, neutral_c, seed))
+                        sim_factory=sim_device_factory(clock, cap_c, neutral_c, seed), zones=zones)
 
 
 @dataclass
@@ -145,7 +146,8 @@ def run_visit(protocol: Protocol, station: Station, *, data_dir: str | Path, par
     clock = clock or VirtualClock()
     ui = ui or HeadlessUI(clock)
     cap = effective_cap(protocol.safety.thermode_cap_c, station, protocol.safety.neutral_c)
-    devices = devices or build_devices(station, cap_c=cap, neutral_c=protocol.safety.neutral_c, clock=clock, seed=seed)
+    devices = devices or build_devices(station, cap_c=cap, neutral_c=protocol.safety.neutral_c, clock=clock, seed=seed,
+                                       zones=protocol.thermode.zones)
     sim = make_participant(truth, seed) if simulate else None
     world = SimWorld(ui, devices, sim, staff_auto=staff == "auto").attach()
     settings = SessionSettings(operator=operator, seed=seed, staff=staff, require_licensed_wording=sim is None)
@@ -181,7 +183,7 @@ def resume_visit(session_dir: str | Path, *, ui: ParticipantUI | None = None, cl
     seed = int(header.get("seed") or 0) if isinstance(header.get("seed"), int) else 0
     simulate = header.get("simulate") is True
     devices = build_devices(inp.station, cap_c=inp.cap_c, neutral_c=inp.protocol.safety.neutral_c, clock=clk,
-                            seed=seed)
+                            seed=seed, zones=inp.protocol.thermode.zones)
     sim = None
     if simulate:
         if truth is None and isinstance(header.get("sim_truth"), dict):

@@ -108,7 +108,8 @@ def test_full_visit_in_the_window_with_skip(display: str, tmp_path: Path) -> Non
     wall = time.perf_counter() - t0
     assert outcome.status == "completed", outcome.message
     events = events_of(data)
-    dev = [e for e in events if e["event"] == "deviation"]
+    # the staff's skip is the one deviation a person caused; the fidelity watch may add timing ones at 20x
+    dev = [e for e in events if e["event"] == "deviation" and not str(e["kind"]).startswith("fidelity_")]
     assert len(dev) == 1 and dev[0]["kind"] == "acclimatization_skipped" and dev[0]["operator"] == "GUI"
     accl = next(e for e in events if e["event"] == "phase_exit" and e["phase"] == "acclimatization")
     assert accl["output"]["skipped"] is True and accl["output"]["elapsed_s"] < 20.0

@@ -69,7 +69,7 @@ def test_pilot_run_records_the_clicks_and_writes_only_to_pilot(display: str, tmp
     assert steps and steps[0]["auto"] is False and steps[0]["operator"] == "PI"
     # nothing in the normal data folder: only pilot/ (and the session plot inside the pilot session)
     assert sorted(p.name for p in data.iterdir()) == ["pilot"]
-    assert [p.name for p in pilot.iterdir()] == ["P900"]
+    assert sorted(p.name for p in pilot.iterdir()) == ["P900", "ledger.jsonl"]  # the pilot folder's own ledger
     assert str(pilot / "P900") in out
     from cpm_session.analysis.summarize import summarize
 

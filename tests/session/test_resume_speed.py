@@ -14,7 +14,7 @@ from cpm_session.sim.world import run_visit
 from cpm_session.ui.headless import HeadlessUI
 from tests.conftest import SIM_STATION
 from tests.helpers import events, of
-from tests.test_gui_engine import short_protocol
+from tests.ui.test_gui_engine import short_protocol
 
 
 def _wall(e: dict[str, Any]) -> float:

@@ -110,7 +110,7 @@ def trial(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object
     from cpm_session.sim.participant import ParticipantTruth
     from cpm_session.ui.headless import HeadlessUI
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     d = tmp_path_factory.mktemp("trial")
     shm = Path("/dev/shm")
     if shm.is_dir() and os.access(shm, os.W_OK):  # the engine fsyncs every event: RAM-backed is much faster

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.gui_helpers import Screen, centre, display, slider_x
-from tests.test_gui_engine import events_of, short_protocol, wait_event
+from tests.ui.test_gui_engine import events_of, short_protocol, wait_event
 
 pytestmark = pytest.mark.gui
 __all__ = ["display"]

@@ -14,7 +14,7 @@ from cpm_session.cli import main
 from cpm_session.record.derive import cpm_category
 from cpm_session.sim.synth import SynthTruth, write_session, write_unreadable
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def header(path: Path) -> dict:

@@ -16,7 +16,7 @@ from scipy import stats
 from cpm_session.analysis.summarize import cpm_pct_value, summarize
 from cpm_session.analysis.trial import AllocationError, analyze_trial, hads_band, read_allocation
 from cpm_session.cli import main
-from tests.test_analysis_trial import summary_row, write_alloc
+from tests.analysis.test_analysis_trial import summary_row, write_alloc
 
 
 # ------------------------------------------------------------------------------------------ finding 3: control arm

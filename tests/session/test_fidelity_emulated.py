@@ -21,7 +21,7 @@ from cpm_session.sim.participant import ParticipantTruth
 from cpm_session.sim.world import SimWorld, build_devices, make_participant
 from cpm_session.ui.headless import HeadlessUI
 from tests.helpers import events, of
-from tests.test_fidelity import Staff
+from tests.record.test_fidelity import Staff
 
 SPEED = 10.0
 LATE_S = 18.0

@@ -12,7 +12,7 @@ from cpm_session.config.station import load_station, parse_station
 from cpm_session.sim.emulators import start_emulated_station
 from cpm_session.station_check import check_station
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 THERMAL = ROOT / "protocols" / "cpm-thermal.toml"
 
 

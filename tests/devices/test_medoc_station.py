@@ -17,7 +17,7 @@ from cpm_session.errors import StationFileError
 from cpm_session.sim.emulators.medoc import MedocEmulator, grid_programs
 from cpm_session.station_check import check_station
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 THERMAL = ROOT / "protocols" / "cpm-thermal.toml"
 EXAMPLE = ROOT / "hardware" / "example-lab-medoc.toml"
 

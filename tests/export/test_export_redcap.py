@@ -19,7 +19,7 @@ import pytest
 from cpm_session.cli import main
 from cpm_session.export import ExportError
 from cpm_session.export.redcap import DICTIONARY_HEADERS, export_redcap, redcap_name
-from tests.test_export_bids import (
+from tests.export.test_export_bids import (
     AE_PARTICIPANTS,
     AMENDED,
     N_PARTICIPANTS,

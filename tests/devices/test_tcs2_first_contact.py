@@ -28,7 +28,7 @@ from cpm_session.sim.emulators import TcsEmulator, start_emulated_station
 from cpm_session.station_check import CHECKS_FILE, check_station, read_records, require_recent_check
 from tests.helpers import wait_for
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 THERMAL = ROOT / "protocols" / "cpm-thermal.toml"
 CAP_C, NEUTRAL_C = 49.0, 32.0
 PARAMS = b"N320S11111C0455V00300R00400D005000"

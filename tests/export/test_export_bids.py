@@ -440,7 +440,7 @@ def test_recomputed_cpm_category_uses_the_threshold_of_the_sessions_protocol(tmp
 
     data = tmp_path / "data"
     strict = tmp_path / "strict.toml"
-    text = (Path(__file__).resolve().parents[1] / "protocols" / "cpm-thermal.toml").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parents[2] / "protocols" / "cpm-thermal.toml").read_text(encoding="utf-8")
     assert "cpm_threshold_abs = 5.0" in text
     strict.write_text(text.replace("cpm_threshold_abs = 5.0", "cpm_threshold_abs = 40.0"), encoding="utf-8")
     s = run_simulated_visit(data, "FM-000", "baseline", protocol_path=str(strict), seed=0, clock=VirtualClock())

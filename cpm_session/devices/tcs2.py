@@ -302,12 +302,24 @@ class TcsThermode(Thermode):
         if self._prepared is None:
             raise DeviceError("launch refused: no stimulus prepared (or its read-back failed)", role=self.role,
                               port=self.port, command="L")
-        self._prepared = None
+        self._launched, self._prepared = self._prepared, None
         with self._lock:
             self._trace = []
             self._tracing = True
             self.launch_t = self.clock.now()
         self.transport.write_now(wire.LAUNCH, command="L", preempt=False)
+
+    _launched: wire.Parameters | None = None
+
+    def stimulus_details(self) -> dict[str, object]:
+        """Return what was actually encoded for the stimulus just launched (0.1 °C, 0.1 °C/s, 1 ms steps) and
+        the command string sent, so the log records the value the device received, not the one asked for."""
+        if self._launched is None:
+            return {}
+        z = self._launched.zone[0]
+        return {"encoded_target_c": z.target_c, "encoded_rise_c_per_s": z.rise_c_per_s,
+                "encoded_return_c_per_s": z.return_c_per_s, "encoded_duration_ms": z.duration_ms,
+                "zones": self._launched.zones, "commands": self._prepared_cmds}
 
     def trace(self) -> list[ThermodeReading]:
         """Return every streamed sample since the last `L` (100 Hz during a stimulus, 1 Hz after it)."""

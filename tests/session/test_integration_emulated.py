@@ -49,6 +49,9 @@ def test_thermal_visit_against_emulators(tmp_path: Path, write_protocol) -> None
     assert connected["thermode"]["model"] == "tcs2" and "/dev/pts/" in connected["thermode"]["port"]
     stim = of(evs, "stimulus")
     assert len(emu_stimuli) == len(stim)  # every stimulus the engine logged reached the device, and no other
+    for e, got in zip(stim, emu_stimuli, strict=True):  # the log records what was encoded, as the device received it
+        assert e["encoded_target_c"] == round(e["target_c"], 1) and f"C0{round(e['target_c'] * 10):03d}" in e["commands"]
+        assert all(abs(t - e["encoded_target_c"]) < 1e-9 for t in got.targets_c)
     assert b"Om490" in received  # the device-side maximum was set at connect
     r = header["results"]
     assert abs(r["pain60_c"] - 45.5) <= 1.0

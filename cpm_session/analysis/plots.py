@@ -37,6 +37,46 @@ def _devices(path: Path) -> pd.DataFrame:
     return df.dropna()
 
 
+def _draw_traces(d: Path, events: list[dict[str, Any]], ax: Any, axr: Any) -> None:
+    """Overlay the thermode's own 100 Hz trace (thermode_trace.csv: zone mean per sample) on the temperature
+    axis and every continuous rating (continuous_ratings.csv, placed at its stimulus onset) on the rating axis."""
+    import csv
+
+    trace = d / "thermode_trace.csv"
+    if trace.is_file():
+        ts, means = [], []
+        with open(trace, newline="", encoding="utf-8") as f:
+            for r in csv.DictReader(f):
+                try:
+                    zones = [float(r[f"zone{i}_c"]) for i in range(1, 6)]
+                    ts.append(float(r["t"]))
+                    means.append(sum(zones) / len(zones))
+                except (KeyError, ValueError):
+                    continue
+        if ts:
+            ax.plot(ts, means, ".", ms=1.0, color="#ff7f0e", label="thermode trace (device stream)")
+    cont = d / "continuous_ratings.csv"
+    if cont.is_file():
+        onsets = {f"{e.get('phase')}:{e.get('trial')}": float(e["onset_t"]) for e in events
+                  if e.get("event") == "stimulus" and e.get("onset_t") is not None}
+        onsets.update({f"cs:{1}": float(e["t"]) for e in events if e.get("event") == "cold_pressor_start"})
+        series: dict[str, tuple[list[float], list[float]]] = {}
+        with open(cont, newline="", encoding="utf-8") as f:
+            for r in csv.DictReader(f):
+                sid = str(r.get("stimulus", ""))
+                base = onsets.get(":".join(sid.split(":")[:2]))
+                try:
+                    t, v = float(r["t"]), float(r["value"])
+                except (KeyError, ValueError):
+                    continue
+                if base is not None:
+                    xs, ys = series.setdefault(sid, ([], []))
+                    xs.append(base + t)
+                    ys.append(v)
+        for k, (xs, ys) in enumerate(series.values()):
+            axr.plot(xs, ys, color="#9467bd", lw=0.8, label="continuous rating" if k == 0 else None)
+
+
 def session_figure(session_dir: str | Path, out_png: str | Path) -> Path:
     """Draw thermode trace with stimulus onsets and ratings, bath temperature and calibration fit; save a PNG."""
     d = Path(session_dir)
@@ -74,6 +114,7 @@ def session_figure(session_dir: str | Path, out_png: str | Path) -> Path:
     for ph, xy in by_phase.items():
         xs, ys = zip(*xy, strict=True)
         axr.scatter(xs, ys, s=18, color=PHASE_COLORS.get(ph, "k"), zorder=3, label=f"rating: {ph}")
+    _draw_traces(d, events, ax1, axr)
     axr.set_ylim(-5, 105)
     axr.set_ylabel("rating (0-100)")
     h1, l1 = ax1.get_legend_handles_labels()

@@ -74,3 +74,27 @@ def test_continuous_session_verifies(tmp_path: Path, write_protocol) -> None:  #
     out, _, _ = simulate(tmp_path, protocol=p, seed=5)
     report = verify_session_report(out.session_dir)
     assert report.ok, report.problems
+
+
+def test_session_plot_draws_the_continuous_and_thermode_traces(tmp_path: Path, write_protocol) -> None:  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from cpm_session.analysis import plots
+
+    p = write_protocol({"test_stimulus": {"rating_mode": "continuous"}})
+    out, _, _ = simulate(tmp_path, protocol=p, seed=6)
+    drawn: list[str] = []
+    orig = plots._draw_traces
+
+    def spy(d, events, ax, axr):  # type: ignore[no-untyped-def]
+        orig(d, events, ax, axr)
+        drawn.extend(str(line.get_label()) for line in [*ax.get_lines(), *axr.get_lines()])
+
+    plots._draw_traces = spy  # type: ignore[assignment]
+    try:
+        png = plots.session_figure(out.session_dir, tmp_path / "plot.png")
+    finally:
+        plots._draw_traces = orig  # type: ignore[assignment]
+    assert png.stat().st_size > 10_000
+    assert "continuous rating" in drawn and "thermode trace (device stream)" in drawn

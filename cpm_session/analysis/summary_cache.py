@@ -73,6 +73,7 @@ def read_rows(root: Path, paths: list[Path], search_dirs: list[Path], check_inte
               use_cache: bool = True, workers: int | None = None) -> tuple[list[dict[str, Any]], list[str], CacheStats]:
     """Return (rows, warnings, cache stats) for the session folders `paths` below `root`."""
     from cpm_session.analysis import summarize as s
+    from cpm_session.analysis import summary_bath, summary_fields, summary_protocol, summary_row
     from cpm_session.record import integrity
 
     _state.clear()  # protocol files are read afresh by every summarize (they may have changed since the last)
@@ -87,7 +88,8 @@ def read_rows(root: Path, paths: list[Path], search_dirs: list[Path], check_inte
 
     from cpm_session.record import derive, fidelity
 
-    salt = code_salt(s, integrity, derive, fidelity, extra=f"{__version__}|integrity={check_integrity}|{context[0]}")
+    salt = code_salt(s, summary_fields, summary_protocol, summary_bath, summary_row, integrity, derive, fidelity,
+                     extra=f"{__version__}|integrity={check_integrity}|{context[0]}")  # the row's code
     values, stats = cached_map(root, paths, summary_job, context, kind=KIND, salt=salt, validate=still_valid,
                                workers=workers, use_cache=use_cache)
     rows: list[dict[str, Any]] = []

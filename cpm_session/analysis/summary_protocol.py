@@ -15,11 +15,12 @@ from cpm_session.record.folder import file_sha256
 from cpm_session.resources import resource_dir
 
 
-def _analysis_key(header: dict[str, Any], start_fields: dict[str, Any], protocol: str | None,
-                  protocol_sha256: str | None, protocols: ProtocolCache, key: str) -> float | None:
-    """Return `analysis.<key>` recorded in the session (results, header or a protocol snapshot), else from
-    the recorded protocol file, else None."""
-    for src in (header.get("results") or {}, header, start_fields):
+def _recorded(header: dict[str, Any], start_fields: dict[str, Any], key: str) -> float | None:
+    """Return `analysis.<key>` as the session itself recorded it: in the `derivation` its results were computed
+    with (results, header or session_start), directly in them, or in a protocol snapshot; else None."""
+    results = header.get("results")
+    sources = [s for s in (results, header, start_fields) if isinstance(s, dict)]
+    for src in [*(s.get("derivation") for s in sources), *sources]:
         if isinstance(src, dict):
             v = _num(src.get(key))
             if v is not None:
@@ -32,13 +33,21 @@ def _analysis_key(header: dict[str, Any], start_fields: dict[str, Any], protocol
                     snap = tomllib.loads(snap)
                 except tomllib.TOMLDecodeError:
                     snap = None
-            if isinstance(snap, dict):
-                v = _num((snap.get("analysis") or {}).get(key))
+            if isinstance(snap, dict) and isinstance(snap.get("analysis"), dict):
+                v = _num(snap["analysis"].get(key))
                 if v is not None:
                     return v
-    return protocols.analysis_value(protocol, protocol_sha256, key)
+    return None
 
-# ---------------------------------------------------------------------------------------------- protocol threshold
+
+def _analysis_key(header: dict[str, Any], start_fields: dict[str, Any], protocol: str | None,
+                  protocol_sha256: str | None, protocols: ProtocolCache, key: str) -> float | None:
+    """Return `analysis.<key>` recorded in the session (see `_recorded`), else from the recorded protocol file,
+    else None."""
+    v = _recorded(header, start_fields, key)
+    return v if v is not None else protocols.analysis_value(protocol, protocol_sha256, key)
+
+
 class ProtocolCache:
     """Read `analysis.cpm_threshold_abs` (and the other `[analysis]` keys) from protocol files once per (path, sha256)."""
 
@@ -86,24 +95,8 @@ class ProtocolCache:
 
 
 def _recorded_threshold(header: dict[str, Any], start_fields: dict[str, Any]) -> float | None:
-    """Return a threshold stored in the session itself (header, results or session_start), if any."""
-    for src in (header.get("results") or {}, header, start_fields):
-        v = _num(src.get("cpm_threshold_abs"))
-        if v is not None:
-            return v
-    for src in (header, start_fields):
-        for key in ("protocol_data", "protocol_snapshot", "protocol_settings"):
-            snap = src.get(key)
-            if isinstance(snap, str):
-                try:
-                    snap = tomllib.loads(snap)
-                except tomllib.TOMLDecodeError:
-                    snap = None
-            if isinstance(snap, dict):
-                v = _num((snap.get("analysis") or {}).get("cpm_threshold_abs"))
-                if v is not None:
-                    return v
-    return None
+    """Return a threshold stored in the session itself (its derivation, header, results or session_start), if any."""
+    return _recorded(header, start_fields, "cpm_threshold_abs")
 
 
 def default_protocol_dirs(data_dir: Path, extra: list[Path] | None = None) -> list[Path]:

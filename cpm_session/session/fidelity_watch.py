@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from cpm_session.record.derive import as_number
 from cpm_session.record.fidelity import CUE_S, FIDELITY_PREFIX, onset_shift, paused_between
 
 if TYPE_CHECKING:
@@ -115,14 +116,14 @@ class FidelityWatch:
             self._first_onsets.clear()
             self._block_ref.clear()
         elif name == "resume" and self._pause_t is not None:
-            self._pause_spans.append((self._pause_t, _f(ev.get("paused_s")) or 0.0))
+            self._pause_spans.append((self._pause_t, as_number(ev.get("paused_s")) or 0.0))
             self._pause_t = None
         elif name in IMMERSION_STARTS:
             self._bath_logged = False
-            self._planned_immersion_s = _f(ev.get("planned_s"))
+            self._planned_immersion_s = as_number(ev.get("planned_s"))
         elif name in IMMERSION_ENDS:
-            end = _f(ev.get("end_t"))
-            self.cs_end = end if end is not None else _f(ev.get("t"))
+            end = as_number(ev.get("end_t"))
+            self.cs_end = end if end is not None else as_number(ev.get("t"))
             if self.cs_end is not None:
                 self.waiting_for = IMMERSION_ENDS[name]
                 self.deadline = self.cs_end + self.lim.max_cs_to_ts_post_s
@@ -137,14 +138,14 @@ class FidelityWatch:
         elif name == "rating":
             self._rating(ev)
         elif name == "pause":
-            self._pause_t = _f(ev.get("t"))
+            self._pause_t = as_number(ev.get("t"))
             self._pauses += 1
             if self._pauses > self.lim.max_pauses:
                 self._deviation("pauses", self.lim.max_pauses, self._pauses, self.lim.max_pauses,
                                 f"pause {self._pauses} (the protocol allows {self.lim.max_pauses})")
 
     def _withdrawal(self, ev: dict[str, Any]) -> None:
-        w = _f(ev.get("t_in_water_s"))
+        w = as_number(ev.get("t_in_water_s"))
         planned = self._planned_immersion_s
         if w is not None and planned is not None and w < planned - self.lim.max_immersion_shortfall_s:
             self._deviation("cs_immersion_s", planned, round(w, 3), self.lim.max_immersion_shortfall_s,
@@ -152,7 +153,7 @@ class FidelityWatch:
 
     def _stimulus(self, ev: dict[str, Any]) -> None:
         phase = str(ev.get("phase"))
-        onset, planned = _f(ev.get("onset_t")), _f(ev.get("planned_onset_t"))
+        onset, planned = as_number(ev.get("onset_t")), as_number(ev.get("planned_onset_t"))
         if onset is None:
             return
         if self.waiting_for is not None and phase == self.waiting_for:
@@ -183,7 +184,7 @@ class FidelityWatch:
                                 f"(planned {planned_iv:g} s)", trial=trial)
 
     def _delivered(self, ev: dict[str, Any]) -> None:
-        got, target = _f(ev.get("plateau_mean_c")), _f(ev.get("target_c"))
+        got, target = as_number(ev.get("plateau_mean_c")), as_number(ev.get("target_c"))
         if got is not None and target is not None and abs(got - target) > self.lim.max_delivered_error_c:
             self._deviation(f"{ev.get('phase')}_delivered_error", target, got, self.lim.max_delivered_error_c,
                             f"{ev.get('phase')} #{ev.get('trial')}: the thermode delivered {got:.2f} °C "
@@ -191,7 +192,7 @@ class FidelityWatch:
 
     def _rating(self, ev: dict[str, Any]) -> None:
         r = self.ctx.p.ratings
-        attempt = _f(ev.get("attempt")) or 1
+        attempt = as_number(ev.get("attempt")) or 1
         final = not r.repeat_missing or attempt >= r.max_attempts or ev.get("phase") in ("cs", "control_cs")
         if ev.get("missing") and final:
             self._missing += 1
@@ -201,11 +202,3 @@ class FidelityWatch:
                                 f"{ev.get('phase')} #{ev.get('trial')}: no rating given")
 
 
-def _f(x: Any) -> float | None:
-    if x is None or isinstance(x, bool):
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cpm_session.record.derive import as_number
 from cpm_session.record.fidelity.requirements import ENDS_SEGMENT, DeviceRow
 
 
@@ -41,14 +42,7 @@ def read_device_rows(devices_csv: str | Path) -> list[DeviceRow]:
     return rows
 
 
-def _num(x: Any) -> float | None:
-    if x is None or x == "" or isinstance(x, bool):
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
+_num = as_number  # a finite float or None (record.derive owns the rule)
 
 
 def _r(x: float | None, nd: int = 3) -> float | None:

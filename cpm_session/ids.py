@@ -93,6 +93,8 @@ def validate_visit(visit: object, allowed: list[str]) -> str:
 
 def has_control_chars(text: str) -> bool:
     """Return True if `text` holds a control character (C0/C1, DEL, escape, bidi/format characters)."""
+    if text.isprintable():  # fast path: printable means no Cc/Cf (nor any other "Other" category)
+        return False
     return any(unicodedata.category(c) in ("Cc", "Cf") for c in text)
 
 

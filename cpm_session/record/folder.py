@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from cpm_session.errors import SessionError
-from cpm_session.ids import clean_value
+from cpm_session.ids import clean_text, clean_value
 from cpm_session.record.schema import AE_LOG, DEVICE_COLUMNS, GENESIS, RATING_COLUMNS
 
 __all__ = ["DEVICE_COLUMNS", "GENESIS", "RATING_COLUMNS"]
@@ -206,6 +206,11 @@ class EventLog:
             self._f.close()
 
 
+def _clean_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Return a CSV row with clean_value applied to every cell that is not a plain number or None."""
+    return {k: v if v is None or type(v) in (int, float, bool) else clean_value(v) for k, v in row.items()}
+
+
 class CsvAppender:
     """Append rows to a CSV file with a header, flushing every row and keeping a running SHA-256 of its bytes."""
 
@@ -238,11 +243,24 @@ class CsvAppender:
     def write(self, row: dict[str, Any]) -> None:
         """Append a row and flush it (fsync every `fsync_every` rows)."""
         buf = io.StringIO()
-        csv.DictWriter(buf, fieldnames=self._columns, extrasaction="ignore").writerow(clean_value(dict(row)))
+        csv.DictWriter(buf, fieldnames=self._columns, extrasaction="ignore").writerow(_clean_row(row))
         self._put(buf.getvalue().encode("utf-8"))
         self.rows += 1
         self._n += 1
         if self._every and self._n % self._every == 0:  # 0 = no per-row fsync (scratch runs)
+            os.fsync(self._f.fileno())
+
+    def write_rows(self, rows: list[list[Any]]) -> None:
+        """Append `rows` (lists in column order) in one write and one flush; fsync when a multiple of
+        `fsync_every` rows is passed. Text cells are cleaned like `write`'s."""
+        if not rows:
+            return
+        buf = io.StringIO()
+        csv.writer(buf).writerows([[c if type(c) is not str else clean_text(c) for c in r] for r in rows])
+        self._put(buf.getvalue().encode("utf-8"))
+        self.rows += len(rows)
+        before, self._n = self._n, self._n + len(rows)
+        if self._every and self._n // self._every > before // self._every:
             os.fsync(self._f.fileno())
 
     def digest(self) -> dict[str, Any]:
@@ -269,6 +287,7 @@ class SessionFolder:
                  durable: bool | None = None) -> None:
         self.path = path
         durable = durable_default() if durable is None else durable  # False: no per-event fsync (scratch runs)
+        self.durable = durable
         self.log = EventLog(path / "events.jsonl", clock_now, fsync=fsync and durable)
         self.ratings = CsvAppender(path / "ratings.csv", RATING_COLUMNS, fsync_every=1 if durable else 0)
         self.devices = CsvAppender(path / "devices.csv", DEVICE_COLUMNS, fsync_every=50 if durable else 0)
@@ -309,7 +328,7 @@ class SessionFolder:
         """Return the appender of an optional table of this session (e.g. thermode_trace.csv), opened on first use."""
         extra: dict[str, CsvAppender] = self.__dict__.setdefault("_tables", {})
         if name not in extra:
-            extra[name] = CsvAppender(self.path / name, columns, fsync_every=fsync_every)
+            extra[name] = CsvAppender(self.path / name, columns, fsync_every=fsync_every if self.durable else 0)
         return extra[name]
 
     def read_header(self) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from cpm_session.clock import Clock
 from cpm_session.config.protocol import Protocol
 from cpm_session.config.station import Station
@@ -258,9 +260,11 @@ class Context:
                              rise_c_per_s=th.rise_c_per_s, duration_s=duration_s)
         stimulus_id = f"{phase}:{trial}"
         table = self.folder.table("thermode_trace.csv", TRACE_COLUMNS)
-        for r in trace:
-            table.write(dict(zip(TRACE_COLUMNS, [round(r.t, 4), stimulus_id, round(r.neutral_c, 2),
-                                                  *(round(z, 2) for z in r.zones_c)], strict=False)))
+        width = len(TRACE_COLUMNS) - 3
+        ts = np.round([r.t for r in trace], 4).tolist()
+        neutral = np.round([r.neutral_c for r in trace], 2).tolist()
+        zones = np.round([r.zones_c[:width] for r in trace], 2).tolist()
+        table.write_rows([[t, stimulus_id, n, *z] for t, n, z in zip(ts, neutral, zones, strict=True)])
         self.log("stimulus_delivered", phase=phase, trial=trial, stimulus=stimulus_id, **qc.as_event())
         flags = ";".join(qc.flags)
         if flags:

@@ -40,6 +40,15 @@ class _Segment:
         back = at_end - np.sign(at_end - neutral_c) * self.return_c_per_s * (t - self.t_end)
         return float(max(back, neutral_c) if at_end >= neutral_c else min(back, neutral_c))
 
+    def at_many(self, ts: np.ndarray, neutral_c: float) -> np.ndarray:
+        """Return `at` for every time in `ts` at once (the same course, computed with numpy)."""
+        up = self.start_c + np.sign(self.target_c - self.start_c) * self.rise_c_per_s * (ts - self.t0)
+        up = np.minimum(up, self.target_c) if self.target_c >= self.start_c else np.maximum(up, self.target_c)
+        at_end = self.at(self.t_end - 1e-9, neutral_c) if self.t_end > self.t0 else self.start_c
+        back = at_end - np.sign(at_end - neutral_c) * self.return_c_per_s * (ts - self.t_end)
+        back = np.maximum(back, neutral_c) if at_end >= neutral_c else np.minimum(back, neutral_c)
+        return np.where(ts <= self.t0, self.start_c, np.where(ts < self.t_end, up, back))
+
 
 TRACE_HZ = 100.0
 """Samples per session second `trace()` returns during and after a stimulus, like the TCS II's stream."""
@@ -159,7 +168,8 @@ class SimThermode(Thermode):
     def read(self) -> ThermodeReading:
         """Return the current temperatures with a little sensor noise."""
         t = self.clock.now()
-        zones = tuple(float(round(self._zone_c(i, t) + self.rng.normal(0, self.noise_c), 1)) for i in range(ZONES))
+        noise = self.rng.normal(0, self.noise_c, size=ZONES)  # the same draws as one call per zone
+        zones = tuple(np.round([self._zone_c(i, t) for i in range(ZONES)] + noise, 1).tolist())
         return ThermodeReading(t, self.neutral_c, zones)
 
     def trace(self) -> list[ThermodeReading]:
@@ -172,12 +182,14 @@ class SimThermode(Thermode):
         n = int(max(0.0, end - t0) * TRACE_HZ) + 1
         rng = np.random.default_rng([self._trace_seed, 7])  # the same samples on every call
         noise = rng.normal(0, self.noise_c, size=(n, ZONES))
-        out = []
-        for k in range(n):
-            t = t0 + k / TRACE_HZ
-            out.append(ThermodeReading(t, self.neutral_c, tuple(float(round(self._zone_c(i, t) + noise[k, i], 1))
-                                                                 for i in range(ZONES))))
-        return out
+        ts = t0 + np.arange(n) / TRACE_HZ
+        zones = np.empty((n, ZONES))
+        for i in range(ZONES):
+            zs = self._zone_seg[i] or self._seg
+            zones[:, i] = zs.at_many(ts, self.neutral_c) if zs else self.neutral_c
+        zones = np.round(zones + noise, 1)
+        return [ThermodeReading(float(t), self.neutral_c, tuple(z)) for t, z in zip(ts.tolist(), zones.tolist(),
+                                                                                     strict=True)]
 
     def close(self) -> None:
         """Abort any stimulus."""

@@ -114,3 +114,20 @@ def test_assess_stimulus_and_trace_rows():
     rows = trace_rows("ts_pre-1", tr[:2])
     assert len(TRACE_COLUMNS) == len(rows[0]) == 8
     assert rows[0] == [10.0, "ts_pre-1", 32.0, 32.0, 32.0, 32.0, 32.0, 32.0] and rows[1][3] == 32.13
+
+
+def test_vectorised_course_matches_the_scalar_one() -> None:
+    """`trace` computes the zones' course with `_Segment.at_many`; it must equal `at` at every time."""
+    import numpy as np
+
+    from cpm_session.sim.devices import _Segment
+
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        start, target, neutral = rng.uniform(25, 50, size=3)
+        seg = _Segment(1.0, float(start), float(target), float(rng.uniform(0.5, 70)), float(rng.uniform(0.5, 70)),
+                       1.0 + float(rng.uniform(0, 8)))
+        ts = np.concatenate([[0.5, 1.0, seg.t_end, seg.t_end - 1e-9], rng.uniform(0, 20, size=50)])
+        got = seg.at_many(ts, float(neutral))
+        want = [seg.at(float(t), float(neutral)) for t in ts]
+        assert np.allclose(got, want, atol=1e-9, rtol=0)

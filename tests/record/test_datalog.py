@@ -81,3 +81,28 @@ def test_session_folder_refuses_existing_and_unwritable(tmp_path: Path) -> None:
                 SessionFolder.create(ro, "P001", "baseline", {}, lambda: 0.0)
     finally:
         ro.chmod(0o700)
+
+
+def test_write_rows_batches_cleans_and_hashes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch of rows is one write: text cells cleaned, the running hash equals the file's, and fsync
+    runs once per `fsync_every` rows passed (not per row)."""
+    import hashlib
+
+    from cpm_session.record.folder import CsvAppender
+
+    calls: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd)))
+    t = CsvAppender(tmp_path / "trace.csv", ["t", "stimulus", "v"], fsync_every=100)
+    t.write_rows([[0.01 * k, "ts_pre:1\x1b", 40.5] for k in range(150)])
+    assert len(calls) == 1  # 0 -> 150 rows crosses 100 once
+    t.write_rows([[2.0, "x", 1.0]] * 49)
+    assert len(calls) == 1  # 199 rows: the next boundary (200) not reached
+    t.write_rows([[3.0, "x", 1.0]])
+    assert len(calls) == 2
+    data = (tmp_path / "trace.csv").read_bytes()
+    assert t.digest() == {"rows": 200, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    lines = data.decode().splitlines()
+    assert lines[0] == "t,stimulus,v" and lines[1] == "0.0,ts_pre:1\\x1b,40.5" and len(lines) == 201
+    t.write_rows([])
+    assert t.digest()["rows"] == 200

@@ -10,7 +10,8 @@ mu'(T)^2 / sd^2 about Pain-60. The simulated participant's curve (a logistic wit
 Pain-60) is steepest at rating 50, where mu' = s x 100/96; so n ratings carry at most
 n (1.0417 s / sd)^2, and under the flat prior over 38-49 °C the posterior of Pain-60 is (at best) normal
 with SD sd / (1.0417 s sqrt(n)). The best estimate is its centre, and the chance it lies within ±0.5 °C
-is 2 Phi(0.5 x 1.0417 s sqrt(n) / sd) - 1. Clipping at 0/100, habituation, not knowing the slope and the
+is 2 Phi(0.5 x 1.0417 s sqrt(n) / sd) - 1 (at a true Pain-60 on the cap, where the TS is kept at the cap,
+Phi(...)). Clipping at 0/100, habituation, not knowing the slope and the
 noise, and the search all lose information, so a real procedure is below this. Stopping adaptively does
 not help either: with a known noise SD the posterior SD depends only on the number of ratings n, the
 share is a concave function of n, so by Jensen's inequality a random n never beats a fixed n with the
@@ -41,6 +42,9 @@ from scipy.stats import norm
 SLOPES = (6.0, 8.0, 12.0, 20.0)
 NOISE_SD = (4.0, 8.0, 12.0)
 HALF_WIDTH_C = 0.5
+TRUE_PAIN60_C = tuple(float(t) for t in range(38, 50))
+CAP_C = 49.0
+"""The protocol's cap (protocols/cpm-thermal.toml): no TS above it, so the oracle's TS is min(estimate, cap)."""
 STEEPEST = 100.0 / 96.0
 """Steepest slope of the simulated logistic curve relative to its slope at Pain-60 (at rating 50)."""
 REQUIRED_CELL, REQUIRED_OVERALL, MAX_MEAN_STIMULI = 0.90, 0.95, 10.0
@@ -48,16 +52,22 @@ OUT = Path(__file__).resolve().parent / "calibration_bound.md"
 
 
 def oracle_share(slope: float, sd: float, n: int) -> float:
-    """Return the oracle's chance of an estimate within ±HALF_WIDTH_C from `n` ratings (formula)."""
-    return float(2.0 * norm.cdf(HALF_WIDTH_C * STEEPEST * slope * math.sqrt(n) / sd) - 1.0)
+    """Return the oracle's chance of a TS within ±HALF_WIDTH_C from `n` ratings (formula), averaged over the
+    grid's true Pain-60 values. Its TS is its estimate, kept at or below the cap: at a true Pain-60 on the cap
+    that clamp turns every estimate above the cap into a hit (Phi(a) instead of 2 Phi(a) - 1)."""
+    a = HALF_WIDTH_C * STEEPEST * slope * math.sqrt(n) / sd
+    inside, at_cap = 2.0 * norm.cdf(a) - 1.0, norm.cdf(a)
+    k = sum(1 for t in TRUE_PAIN60_C if t >= CAP_C)
+    return float(((len(TRUE_PAIN60_C) - k) * inside + k * at_cap) / len(TRUE_PAIN60_C))
 
 
 def oracle_share_mc(slope: float, sd: float, n: int, runs: int, rng: np.random.Generator) -> float:
-    """Return the oracle's share within ±HALF_WIDTH_C by simulation (n ratings at the steepest point)."""
-    true_p60 = rng.uniform(38.0, 49.0, size=runs)
+    """Return the oracle's share within ±HALF_WIDTH_C by simulation (n ratings at the steepest point, every
+    true Pain-60 of the grid equally often, the TS kept at or below the cap)."""
+    true_p60 = rng.choice(np.array(TRUE_PAIN60_C), size=runs)
     k = STEEPEST * slope
     ratings = 50.0 + rng.normal(0.0, sd, size=(runs, n))           # the steepest point is rated 50 on average
-    est = true_p60 + (ratings.mean(axis=1) - 50.0) / k              # invert the linearised curve
+    est = np.minimum(true_p60 + (ratings.mean(axis=1) - 50.0) / k, CAP_C)  # invert the linearised curve
     return float(np.mean(np.abs(est - true_p60) <= HALF_WIDTH_C))
 
 

@@ -11,10 +11,11 @@ arm adjusted for baseline). For each cell (n per arm, drug effect) this module r
 - each with its Monte Carlo standard error sqrt(p (1 - p) / reps), plus bias and the empirical and
   model standard errors of the estimate.
 
-Seeds: replicate `r` of cell (n, effect index `j`) uses ``SeedSequence(seed, spawn_key=(n, j, r))``,
-a child of the one root ``SeedSequence(seed)``; so every replicate is independent, a run is
-reproducible whatever the scheduler or the order results come back in, and a cell gives the same
-replicates whichever other cells are in the run.
+Seeds: replicate `r` of cell (n, effect) uses ``SeedSequence(seed, spawn_key=(n, effect_key(effect), r))``
+(the effect in millionths, offset to be non-negative), a child of the one root ``SeedSequence(seed)``; so
+every replicate is independent, a run is reproducible whatever the scheduler or the order results come
+back in, and a cell gives the same replicates whichever other cells are in the run and in whatever order
+the effects are listed (`--effect 0.1` and `--effect 0,0.1` share the 0.1 cell's replicates).
 
 Replicates run in parallel on the local cores (ProcessPoolExecutor) or on a Dask cluster
 (`scheduler` = address of a dask.distributed scheduler, e.g. ``tcp://10.0.0.5:8786``; a
@@ -56,15 +57,22 @@ class ReplicateTask:
 
     n_per_arm: int
     effect: float
-    effect_index: int
     rep: int
     seed: int
     protocol_path: str
     arms: tuple[str, str] = ("treatment", "control")
 
     def seed_sequence(self) -> np.random.SeedSequence:
-        """Return this replicate's SeedSequence: child (n, effect index, rep) of SeedSequence(seed)."""
-        return np.random.SeedSequence(self.seed, spawn_key=(self.n_per_arm, self.effect_index, self.rep))
+        """Return this replicate's SeedSequence: child (n, effect_key(effect), rep) of SeedSequence(seed)."""
+        return np.random.SeedSequence(self.seed, spawn_key=(self.n_per_arm, effect_key(self.effect), self.rep))
+
+
+EFFECT_KEY_SCALE = 1_000_000
+
+
+def effect_key(effect: float) -> int:
+    """Return the non-negative integer naming a drug effect in a replicate's spawn key (its millionths + 10^6)."""
+    return int(round(effect * EFFECT_KEY_SCALE)) + EFFECT_KEY_SCALE
 
 
 def make_tasks(ns: list[int], effects: list[float], reps: int, seed: int, protocol_path: str | Path) -> list[ReplicateTask]:
@@ -79,8 +87,10 @@ def make_tasks(ns: list[int], effects: list[float], reps: int, seed: int, protoc
         raise PowerError(f"--seed must be a non-negative integer, got {seed}")
     if any(not math.isfinite(e) or abs(e) > 1.0 for e in effects):
         raise PowerError(f"--effect values are fractions of TS_pre between -1 and 1, got {effects}")
-    return [ReplicateTask(n, float(e), j, r, seed, str(protocol_path))
-            for n in ns for j, e in enumerate(effects) for r in range(reps)]
+    keys = [effect_key(e) for e in effects]
+    if len(set(keys)) != len(keys):
+        raise PowerError(f"--effect values must differ by at least 1e-6 (they name the replicates' seeds), got {effects}")
+    return [ReplicateTask(n, float(e), r, seed, str(protocol_path)) for n in ns for e in effects for r in range(reps)]
 
 
 def summarize_replicates(reps: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:

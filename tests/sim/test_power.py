@@ -47,6 +47,13 @@ def test_tasks_have_independent_reproducible_seeds() -> None:
     assert len(set(states)) == 20
     again = make_tasks([4], [0.0, 0.2], 5, 7, PROTOCOL)  # a cell's replicates do not depend on the other cells
     assert [tuple(t.seed_sequence().generate_state(4)) for t in again] == states[10:]
+    # nor on which other effects are listed, or their order: a cell is named by its effect's value
+    alone = make_tasks([4], [0.2], 5, 7, PROTOCOL)
+    assert [tuple(t.seed_sequence().generate_state(4)) for t in alone] == states[15:]
+    swapped = make_tasks([4], [0.2, 0.0], 5, 7, PROTOCOL)
+    assert [tuple(t.seed_sequence().generate_state(4)) for t in swapped] == states[15:] + states[10:15]
+    with pytest.raises(PowerError, match="differ"):
+        make_tasks([4], [0.1, 0.1 + 1e-9], 5, 7, PROTOCOL)
     for bad, msg in ((([1], [0.0], 5, 1), "at least 2"), (([3], [0.0], 0, 1), "--reps"),
                      (([3], [2.0], 5, 1), "between -1 and 1"), (([3], [0.0], 5, -1), "--seed")):
         with pytest.raises(PowerError, match=msg):
@@ -100,7 +107,7 @@ def test_power_command_writes_tables_and_curve(tmp_path: Path, capsys: pytest.Ca
         assert (out / name).exists(), name
     reps = pd.read_csv(out / "replicates.csv")
     assert reps["ok"].all() and list(reps["n_analysed"]) == [4, 6]
-    task = ReplicateTask(2, 0.0, 0, 0, 5, PROTOCOL)
+    task = ReplicateTask(2, 0.0, 0, 5, PROTOCOL)
     from cpm_session.sim.trial import power_replicate
 
     assert power_replicate(task)["estimate"] == pytest.approx(reps.iloc[0]["estimate"])  # reproducible

@@ -49,5 +49,8 @@ def run(args: argparse.Namespace) -> int:
                            protocol_path=resolve(args.protocol))
     print(f"simulated {args.n} participants x 2 visits into {trial.data_dir}; true drug effect on CPM: "
           f"{args.drug_effect:+.2f} x TS_pre in {treatment} vs control {control}")
+    for p in trial.participants:
+        if p.dropped:
+            print(f"  {p.participant} ({p.arm}) has no post visit: {p.dropped}")
     return main(["analyze", str(trial.data_dir), "--allocation", str(trial.allocation_path),
                  "--report", str(out / "report")])

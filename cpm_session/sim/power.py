@@ -44,7 +44,7 @@ DASK_CONNECT_TIMEOUT_S = 15.0
 """How long to wait for a Dask scheduler before giving up with one line."""
 REPLICATE_COLUMNS = ["n_per_arm", "effect", "rep", "ok", "error", "estimate", "se", "ci_low", "ci_high", "p",
                      "true_diff", "n_analysed", "reactivated_treatment", "reactivated_control", "reactivation_fisher_p",
-                     "seconds"]
+                     "seconds", "dropouts"]
 
 
 class PowerError(CpmError):
@@ -114,6 +114,7 @@ def summarize_replicates(reps: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFra
             "bias_mcse": float(err.std(ddof=1) / math.sqrt(k)) if k > 1 else float("nan"),
             "empirical_se": float(ok["estimate"].std(ddof=1)) if k > 1 else float("nan"),
             "mean_model_se": float(ok["se"].mean()) if k else float("nan"),
+            "dropouts": int(pd.to_numeric(ok["dropouts"], errors="coerce").fillna(0).sum()) if "dropouts" in ok else 0,
             "mean_reactivated_treatment": _col_mean(ok, "reactivated_treatment"),
             "mean_reactivated_control": _col_mean(ok, "reactivated_control"),
             "reactivation_fisher_rejection": float((pd.to_numeric(ok["reactivation_fisher_p"], errors="coerce")
@@ -258,13 +259,13 @@ def _run_dask(scheduler: str, tasks: list[ReplicateTask], replicate: Callable[[R
 def markdown_table(cells: pd.DataFrame) -> str:
     """Return the per-cell results as a Markdown table (rates in %, ± Monte Carlo SE)."""
     lines = ["| n per arm | drug effect (× TS_pre) | what | rejection rate (p < 0.05) | 95 % CI coverage | "
-             "bias (points) | empirical SE | mean model SE | reps (failed) |",
-             "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+             "bias (points) | empirical SE | mean model SE | reps (failed) | participants without a post visit |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in cells.itertuples():
         lines.append(f"| {r.n_per_arm} | {r.effect:g} | {r.what} | {100 * r.rejection_rate:.1f} % ± "
                      f"{100 * r.rejection_mcse:.1f} | {100 * r.coverage:.1f} % ± {100 * r.coverage_mcse:.1f} | "
                      f"{r.bias:+.2f} ± {r.bias_mcse:.2f} | {r.empirical_se:.2f} | {r.mean_model_se:.2f} | "
-                     f"{r.reps_ok} ({r.failed}) |")
+                     f"{r.reps_ok} ({r.failed}) | {getattr(r, 'dropouts', 0)} |")
     return "\n".join(lines)
 
 

@@ -53,6 +53,9 @@ class SimulatedParticipant:
     post_seed: int
     baseline_dir: Path | None = None
     post_dir: Path | None = None
+    dropped: str = ""
+    """Why the participant has no post visit ('' when both ran): a baseline that did not complete (e.g. a
+    calibration that found no TS) ends the participant's trial, as it would in the lab."""
 
 
 @dataclass
@@ -100,26 +103,35 @@ def simulate_trial(out_dir: str | Path, n: int, arms: tuple[str, str], drug_effe
                    station_path: str | Path = "hardware/sim.toml") -> SimulatedTrial:
     """Randomize `n` participants to `arms` = (treatment, control) and run both visits of each through the
     real engine (headless, virtual clock) into `out_dir`/data; write `out_dir`/allocation.csv (with the
-    control recorded in its role column). Return what was simulated, with the true parameters."""
+    control recorded in its role column). Return what was simulated, with the true parameters. A participant
+    whose baseline visit does not complete has no post visit (`dropped` says why), as in the lab."""
+    from cpm_session.config.protocol import load_protocol
+    from cpm_session.config.station import load_station
+    from cpm_session.resources import resolve
     from cpm_session.sim.participant import ParticipantTruth
-    from cpm_session.sim.world import run_simulated_visit
+    from cpm_session.sim.world import run_visit
 
     out = Path(out_dir)
     treatment, control = arms
     if not treatment or not control or treatment == control:
         raise CpmError(f"--arms needs two different names (treatment,control), got {arms}")
     people, alloc_seed = plan_trial(n, arms, drug_effect, seed)
+    protocol, station = load_protocol(resolve(protocol_path)), load_station(resolve(station_path))
     out.mkdir(parents=True, exist_ok=True)
     alloc_path = out / "allocation.csv"
     write_allocations(permuted_blocks(n, [treatment, control], BLOCK_SIZE, alloc_seed), alloc_path, control)
     trial = SimulatedTrial(out, out / "data", alloc_path, treatment, control, drug_effect, people)
     for p in people:
         base = ParticipantTruth(pain60_c=p.pain60_c, cpm_effect=p.base_cpm_effect, severity=p.severity)
-        p.baseline_dir = run_simulated_visit(trial.data_dir, p.participant, "baseline", protocol_path=protocol_path,
-                                             station_path=station_path, seed=p.baseline_seed, truth=base)
+        got = run_visit(protocol, station, data_dir=trial.data_dir, participant=p.participant, visit="baseline",
+                        seed=p.baseline_seed, truth=base)
+        p.baseline_dir = got.session_dir
+        if got.status != "completed":  # no calibrated TS to repeat: the participant leaves the trial
+            p.dropped = f"baseline {got.status}" + (f": {got.message}" if got.message else "")
+            continue
         post = ParticipantTruth(pain60_c=p.pain60_c, cpm_effect=p.post_cpm_effect, severity=p.severity)
-        p.post_dir = run_simulated_visit(trial.data_dir, p.participant, "post", protocol_path=protocol_path,
-                                         station_path=station_path, seed=p.post_seed, truth=post)
+        p.post_dir = run_visit(protocol, station, data_dir=trial.data_dir, participant=p.participant, visit="post",
+                               seed=p.post_seed, truth=post).session_dir
     return trial
 
 
@@ -174,6 +186,7 @@ def power_replicate(task: Any) -> dict[str, Any]:
                 if len(rt):
                     react["reactivation_fisher_p"] = float(rt.iloc[0]["fisher_p"])
             return replicate_row(task, ok=True, estimate=p.estimate, se=p.se, ci_low=p.ci_low, ci_high=p.ci_high,
-                                 p=p.p, true_diff=true_diff, n_analysed=p.n, seconds=time.perf_counter() - t0, **react)
+                                 p=p.p, true_diff=true_diff, n_analysed=p.n, seconds=time.perf_counter() - t0,
+                                 dropouts=sum(1 for q in trial.participants if q.dropped), **react)
     except (CpmError, OSError, ValueError, KeyError) as e:
         return replicate_row(task, error=f"{type(e).__name__}: {e}", seconds=time.perf_counter() - t0)

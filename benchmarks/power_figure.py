@@ -4,7 +4,10 @@ Replicates are named by (n per arm, effect, rep) and their seeds by the same (se
 so runs with the same `--seed` and different cells can be merged; a replicate present in two runs must be
 identical in both (checked), and is kept once.
 
-Run: .venv/bin/python benchmarks/power_figure.py RUN_DIR [RUN_DIR ...] --out benchmarks/power
+`--rerun-failed` runs every replicate that failed again with the current code (same seed, so the same trial)
+and keeps the new row; the merged power.md lists them.
+
+Run: .venv/bin/python benchmarks/power_figure.py RUN_DIR [RUN_DIR ...] --out benchmarks/power [--rerun-failed]
      (each RUN_DIR holds the replicates.csv and power.md a `power --out RUN_DIR` run wrote)
 """
 
@@ -27,6 +30,7 @@ def main() -> int:
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--seed", type=int, default=2026)
+    ap.add_argument("--rerun-failed", action="store_true", help="run failed replicates again with the current code")
     args = ap.parse_args()
     frames, walls, notes = [], 0.0, []
     for run in args.runs:
@@ -42,6 +46,26 @@ def main() -> int:
         if g["estimate"].nunique(dropna=False) > 1 or g["p"].nunique(dropna=False) > 1:
             raise SystemExit(f"replicate {tuple(g.iloc[0][KEY])} differs between runs: not the same seed or code")
     reps = allreps.drop_duplicates(KEY).sort_values(KEY).reset_index(drop=True)
+    if args.rerun_failed:
+        from cpm_session.resources import resolve
+        from cpm_session.sim.power import ReplicateTask
+        from cpm_session.sim.trial import power_replicate
+
+        protocol = str(resolve("protocols/cpm-thermal.toml").resolve())
+        for i in reps.index[~reps["ok"].astype(bool)]:
+            r = reps.loc[i]
+            old = r["error"]
+            row = power_replicate(ReplicateTask(int(r["n_per_arm"]), float(r["effect"]), int(r["rep"]), args.seed,
+                                                protocol))
+            for col, value in row.items():
+                if col not in reps.columns:
+                    reps[col] = pd.Series([None] * len(reps), dtype=object, index=reps.index)
+                if reps[col].dtype != object:
+                    reps[col] = reps[col].astype(object)
+                reps.at[i, col] = value
+            notes.append(f"replicate (n {int(r['n_per_arm'])}, effect {r['effect']:g}, rep {int(r['rep'])}) failed with "
+                         f"'{old}' and was run again with the current code: ok {row['ok']}"
+                         + (f", {row['dropouts']} participant(s) without a post visit" if row.get("dropouts") else ""))
     res = PowerResult(reps, summarize_replicates(reps), walls, f"{len(args.runs)} runs merged", 0, args.seed,
                       notes=notes)
     paths = write_outputs(res, args.out)

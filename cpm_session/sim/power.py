@@ -293,7 +293,7 @@ def power_curve(cells: pd.DataFrame, path: str | Path, alpha: float = ALPHA) -> 
         ax.set_xlabel("drug effect on CPM (fraction of TS_pre)")
     ax.axhline(100 * alpha, color="grey", ls="--", lw=1, label=f"alpha {100 * alpha:.0f} %")
     ax.axhline(80, color="grey", ls=":", lw=1, label="80 %")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(-1, 102)  # a line at 0 % or 100 % stays visible
     ax.set_ylabel("rejection rate, % (power; type-I error at effect 0)")
     ax.set_title("Power of the ANCOVA of post CPM_abs (simulated trials, ±1.96 MC SE)")
     ax.legend(fontsize=8, loc="best")

@@ -253,7 +253,11 @@ def test_fixed_length_replies_complete_by_length_when_muted(strict):
         t0 = time.perf_counter()
         assert call() == want  # type: ignore[operator]
         assert time.perf_counter() - t0 < 0.15  # by length, not by a time-out (1 s) or a quiet line
-    assert emu.sent[-1][1] == b"\r" + b"19.1234v 040%"  # nothing after the reply
+    reply = b"\r" + b"19.1234v 040%"
+    # the emulator records a reply just after writing it, so the driver can have it first: wait for the record
+    assert wait_for(lambda: bool(emu.sent) and emu.sent[-1][1] == reply)
+    time.sleep(0.05)
+    assert emu.sent[-1][1] == reply  # nothing after the reply
 
 
 # ---- limiter test -------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from cpm_session.errors import SessionError
-from cpm_session.ids import clean_text, clean_value
+from cpm_session.ids import clean_value
 from cpm_session.record.schema import AE_LOG, DEVICE_COLUMNS, GENESIS, RATING_COLUMNS
 
 __all__ = ["DEVICE_COLUMNS", "GENESIS", "RATING_COLUMNS"]
@@ -206,9 +206,13 @@ class EventLog:
             self._f.close()
 
 
+_PLAIN = (int, float, bool)
+"""Cell types that can hold no text, so need no cleaning."""
+
+
 def _clean_row(row: dict[str, Any]) -> dict[str, Any]:
     """Return a CSV row with clean_value applied to every cell that is not a plain number or None."""
-    return {k: v if v is None or type(v) in (int, float, bool) else clean_value(v) for k, v in row.items()}
+    return {k: v if v is None or type(v) in _PLAIN else clean_value(v) for k, v in row.items()}
 
 
 class CsvAppender:
@@ -256,7 +260,7 @@ class CsvAppender:
         if not rows:
             return
         buf = io.StringIO()
-        csv.writer(buf).writerows([[c if type(c) is not str else clean_text(c) for c in r] for r in rows])
+        csv.writer(buf).writerows([[c if c is None or type(c) in _PLAIN else clean_value(c) for c in r] for r in rows])
         self._put(buf.getvalue().encode("utf-8"))
         self.rows += len(rows)
         before, self._n = self._n, self._n + len(rows)

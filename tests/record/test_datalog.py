@@ -106,3 +106,5 @@ def test_write_rows_batches_cleans_and_hashes(tmp_path: Path, monkeypatch: pytes
     assert lines[0] == "t,stimulus,v" and lines[1] == "0.0,ts_pre:1\\x1b,40.5" and len(lines) == 201
     t.write_rows([])
     assert t.digest()["rows"] == 200
+    t.write_rows([[4.0, ["a\x07"], None]])  # text inside a non-text cell is cleaned too
+    assert (tmp_path / "trace.csv").read_bytes().decode().splitlines()[-1] == "4.0,['a\\\\x07'],"

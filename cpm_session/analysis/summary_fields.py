@@ -55,14 +55,8 @@ def _nan(x: Any) -> bool:
 
 
 def _num(x: Any) -> float | None:
-    """Return `x` as float, or None for missing / empty / non-numeric."""
-    if x is None or x == "" or isinstance(x, bool):
-        return None
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(v) else v
+    """Return `x` as float, or None for missing / empty / non-numeric / NaN (±inf kept: see derive.as_number)."""
+    return derive.as_number(x, keep_inf=True)
 
 
 def _fields(ev: dict[str, Any]) -> dict[str, Any]:

@@ -20,15 +20,20 @@ DEFAULT_CPM_THRESHOLD_ABS = 5.0
 """Used only for sessions that recorded no threshold (written before thresholds were stored)."""
 
 
-def as_number(x: Any) -> float | None:
-    """Return `x` as a finite float, or None for missing / empty / non-numeric / NaN / inf / bool."""
+def as_number(x: Any, *, keep_inf: bool = False) -> float | None:
+    """Return `x` as a finite float, or None for missing / empty / non-numeric / NaN / inf / bool.
+
+    `keep_inf` returns ±inf as it is (summarize shows a hand-edited infinite value rather than hiding it;
+    verify fails such a session)."""
     if x is None or x == "" or isinstance(x, bool):
         return None
     try:
         v = float(x)
     except (TypeError, ValueError):
         return None
-    return v if math.isfinite(v) else None
+    if math.isnan(v):
+        return None
+    return v if keep_inf or math.isfinite(v) else None
 
 
 def ts_mean(values: Iterable[Any]) -> float | None:

@@ -210,11 +210,6 @@ _PLAIN = (int, float, bool)
 """Cell types that can hold no text, so need no cleaning."""
 
 
-def _clean_row(row: dict[str, Any]) -> dict[str, Any]:
-    """Return a CSV row with clean_value applied to every cell that is not a plain number or None."""
-    return {k: v if v is None or type(v) in _PLAIN else clean_value(v) for k, v in row.items()}
-
-
 class CsvAppender:
     """Append rows to a CSV file with a header, flushing every row and keeping a running SHA-256 of its bytes."""
 
@@ -245,18 +240,14 @@ class CsvAppender:
         self.bytes += len(data)
 
     def write(self, row: dict[str, Any]) -> None:
-        """Append a row and flush it (fsync every `fsync_every` rows)."""
-        buf = io.StringIO()
-        csv.DictWriter(buf, fieldnames=self._columns, extrasaction="ignore").writerow(_clean_row(row))
-        self._put(buf.getvalue().encode("utf-8"))
-        self.rows += 1
-        self._n += 1
-        if self._every and self._n % self._every == 0:  # 0 = no per-row fsync (scratch runs)
-            os.fsync(self._f.fileno())
+        """Append a row (keys not in the columns ignored, missing ones empty) and flush it (fsync every
+        `fsync_every` rows)."""
+        self.write_rows([[row.get(c, "") for c in self._columns]])
 
     def write_rows(self, rows: list[list[Any]]) -> None:
         """Append `rows` (lists in column order) in one write and one flush; fsync when a multiple of
-        `fsync_every` rows is passed. Text cells are cleaned like `write`'s."""
+        `fsync_every` rows is passed (0: never, for scratch runs). Every cell that is not a number or None
+        goes through clean_value (no control characters in stored text)."""
         if not rows:
             return
         buf = io.StringIO()
